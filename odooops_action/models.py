@@ -1,0 +1,143 @@
+"""Typed shapes of the ``ops`` schema's rows and of the requests the store accepts.
+
+The database owns the rules (see ``supabase/migrations``); these models only describe the data
+crossing the wire so that every client (REST or PostgreSQL) hands the rest of the code the same
+objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["queued", "claimed", "running", "success", "failed", "cancelled"]
+WorkflowType = Literal["build", "deploy", "test"]
+EventLevel = Literal["debug", "info", "warn", "error"]
+ArtifactType = Literal["image", "sbom", "logs", "evidence", "manifest"]
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
+ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "claimed", "running"})
+WORKFLOW_TYPES: tuple[str, ...] = ("build", "deploy", "test")
+EVENT_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error")
+ARTIFACT_TYPES: tuple[str, ...] = ("image", "sbom", "logs", "evidence", "manifest")
+
+
+class _Row(BaseModel):
+    # Rows may grow columns in later migrations; an old client must keep working.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Run(_Row):
+    run_id: str
+    project_id: str
+    env_id: str
+    workflow_type: WorkflowType
+    git_sha: str
+    git_ref: str
+    status: RunStatus
+    claimed_by: str | None = None
+    queued_at: datetime
+    claimed_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    attempt: int = 0
+    exit_code: int | None = None
+    status_reason: str | None = None
+    created_by: str | None = None
+    idempotency_key: str | None = None
+    event_seq: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def short_sha(self) -> str:
+        return self.git_sha[:7]
+
+
+class RunEvent(_Row):
+    event_id: str
+    run_id: str
+    seq: int
+    level: EventLevel
+    message: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class Artifact(_Row):
+    artifact_id: str
+    run_id: str
+    artifact_type: ArtifactType
+    storage_path: str
+    digest: str | None = None
+    size_bytes: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class RunPoll(_Row):
+    """One poll: the run, its events with ``seq`` greater than the cursor, and its artifacts."""
+
+    run: Run
+    events: list[RunEvent] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    has_more: bool = False
+
+    def cursor_after(self, current: int) -> int:
+        """The cursor for the next poll: the last event's ``seq``, or ``current`` when none came."""
+        return self.events[-1].seq if self.events else current
+
+
+class CreateRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_id: str
+    workflow_type: WorkflowType
+    git_ref: str
+    git_sha: str
+    env_id: str = "dev"
+    created_by: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreatedRun(_Row):
+    run: Run
+    created: bool  # False when the idempotency key matched an existing run
+
+
+class CancelResult(_Row):
+    run: Run
+    outcome: Literal["cancelled", "already_cancelled"]
+
+
+class NewEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: EventLevel = "info"
+    message: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class NewArtifact(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    artifact_type: ArtifactType
+    storage_path: str
+    digest: str | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClaimFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_id: str | None = None
+    env_id: str | None = None
+    workflow_type: WorkflowType | None = None
