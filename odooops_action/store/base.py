@@ -40,7 +40,9 @@ class RunStore(Protocol):
         """``ops.poll_run``: the run, its events with ``seq > after_seq`` (in order), its artifacts."""
         ...
 
-    def cancel_run(self, run_id: str, reason: str | None = None, cancelled_by: str | None = None) -> CancelResult:
+    def cancel_run(
+        self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
+    ) -> CancelResult:
         """``ops.cancel_run``: cancel a queued/claimed/running run; no-op when already cancelled."""
         ...
 
