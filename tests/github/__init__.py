@@ -1,0 +1,1 @@
+"""Tests of the GitHub-facing layer (job log, file commands, summary, check runs)."""
