@@ -1,0 +1,51 @@
+"""Session-wide fixtures: one local stack (PostgreSQL + REST server) shared by every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.devstack import DevStack
+
+
+@pytest.fixture(scope="session")
+def devstack() -> Iterator[DevStack]:
+    with DevStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(devstack: DevStack) -> str:
+    """Superuser DSN of the test database."""
+    return devstack.database_url
+
+
+@pytest.fixture(scope="session")
+def rest_url(devstack: DevStack) -> str:
+    """The Supabase URL of the stack (REST lives under ``/rest/v1``)."""
+    return devstack.url
+
+
+@pytest.fixture(scope="session")
+def service_key(devstack: DevStack) -> str:
+    return devstack.service_role_key
+
+
+@pytest.fixture(scope="session")
+def anon_key(devstack: DevStack) -> str:
+    return devstack.anon_key
+
+
+@pytest.fixture(scope="session")
+def secret_key(devstack: DevStack) -> str:
+    return devstack.secret_key
+
+
+@pytest.fixture
+def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit superuser connection."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        yield conn
