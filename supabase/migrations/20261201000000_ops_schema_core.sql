@@ -15,6 +15,26 @@
 -- Security: RLS on every table with no policy (anon/authenticated see and write nothing);
 -- `service_role` (BYPASSRLS) gets explicit grants, since BYPASSRLS does not imply privileges.
 
+-- Fail fast instead of queueing behind a long lock (workers poll ops.runs constantly).
+set lock_timeout = '5s';
+set statement_timeout = '120s';
+
+-- Supabase has these roles; a plain PostgreSQL (see docs/SELF_HOSTING.md) gets them here so the
+-- grants below apply unchanged. Creating them needs a superuser, which plain installs migrate as.
+do $$
+begin
+    if not exists (select 1 from pg_roles where rolname = 'anon') then
+        create role anon nologin noinherit;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = 'authenticated') then
+        create role authenticated nologin noinherit;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = 'service_role') then
+        create role service_role nologin noinherit bypassrls;
+    end if;
+end;
+$$;
+
 create schema if not exists ops;
 
 -- ---------------------------------------------------------------------------------------------
