@@ -1,0 +1,139 @@
+"""The three modes of the main step: ``create`` (queue, optionally wait), ``wait`` and ``destroy``.
+
+``destroy`` cancels a run. A run that is already cancelled is a notice and exit 0. A run that
+already finished (success or failed) cannot be cancelled; that is a warning and exit 0 as well:
+the point of ``destroy`` — nothing left running — holds, and cleanup steps (often
+``if: always()``) should not fail a job for it. The ``outcome`` output (``already_finished``) and
+the ``status`` output tell the two apart. A run that does not exist fails the step.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+from odooops_action.action.follow import follow_run
+from odooops_action.action.markdown import code, plain
+from odooops_action.action.runtime import (
+    ActionContext,
+    CancelReport,
+    cancel_safely,
+    describe,
+    set_run_outputs,
+)
+from odooops_action.action.settings import derived_idempotency_key
+from odooops_action.models import CreateRunRequest, Run
+
+
+def run_mode(ctx: ActionContext) -> int:
+    mode = ctx.settings.mode
+    if mode == "create":
+        return create(ctx)
+    if mode == "wait":
+        return wait(ctx)
+    return destroy(ctx)
+
+
+def create(ctx: ActionContext) -> int:
+    settings = ctx.settings
+    assert settings.project_id is not None
+    assert settings.workflow_type is not None
+    assert settings.git_ref is not None
+    assert settings.commit_sha is not None
+    request = CreateRunRequest(
+        project_id=settings.project_id,
+        workflow_type=settings.workflow_type,
+        git_ref=settings.git_ref,
+        git_sha=settings.commit_sha,
+        env_id=settings.env_id,
+        created_by=ctx.identity,
+        idempotency_key=derived_idempotency_key(settings, ctx.environ),
+        metadata=settings.metadata,
+    )
+    with closing(ctx.open_store()) as store:
+        created = store.create_run(request)
+        run = created.run
+        # First, so that a later step (or the post step) can act on the run whatever happens next.
+        ctx.files.set_output("run_id", run.run_id)
+        ctx.files.save_state("run_id", run.run_id)
+        if created.created:
+            ctx.commands.info(f"Queued run {run.run_id}: {describe(run)}.")
+        else:
+            ctx.commands.info(
+                f"Run {run.run_id} was already queued by an earlier try of this step (same idempotency "
+                f"key); it is {run.status} and was not queued again."
+            )
+        if settings.wait:
+            return follow_run(ctx, store, run.run_id)
+    set_run_outputs(ctx.files, run=run, outcome="queued" if created.created else "existing")
+    ctx.commands.notice(f"Run {run.run_id} queued: {describe(run)}.", title="OdooOps run queued")
+    ctx.files.append_summary(ctx.redact(_queued_summary(run, created.created)))
+    return 0
+
+
+def wait(ctx: ActionContext) -> int:
+    run_id = ctx.settings.run_id
+    assert run_id is not None
+    with closing(ctx.open_store()) as store:
+        return follow_run(ctx, store, run_id)
+
+
+def destroy(ctx: ActionContext) -> int:
+    run_id = ctx.settings.run_id
+    assert run_id is not None
+    with closing(ctx.open_store()) as store:
+        report = cancel_safely(store, run_id, reason="cancelled by a destroy step", cancelled_by=ctx.identity)
+    ctx.files.set_output("run_id", run_id)
+    set_run_outputs(ctx.files, run=report.run, outcome=report.outcome)
+    exit_code = _report_destroy(ctx, run_id, report)
+    ctx.files.append_summary(ctx.redact(_destroy_summary(run_id, report)))
+    return exit_code
+
+
+def _report_destroy(ctx: ActionContext, run_id: str, report: CancelReport) -> int:
+    commands = ctx.commands
+    if report.outcome == "cancelled":
+        commands.info(f"Cancelled run {run_id}.")
+        return 0
+    if report.outcome == "already_cancelled":
+        commands.notice(f"Nothing to do: {report.detail}.", title="OdooOps run already cancelled")
+        return 0
+    if report.outcome == "already_finished":
+        status = report.run.status if report.run is not None else "finished"
+        commands.warning(
+            f"Run {run_id} already finished ({status}), so there is nothing to cancel: {report.detail}",
+            title="OdooOps run already finished",
+        )
+        return 0
+    if report.outcome == "not_found":
+        commands.error(
+            f"Run {run_id} was not found, so it could not be cancelled: check the run_id input.",
+            title="OdooOps run not found",
+        )
+        return 1
+    commands.error(f"Could not cancel run {run_id}: {report.detail}", title="OdooOps cancel failed")
+    return 1
+
+
+def _queued_summary(run: Run, created: bool) -> str:
+    verb = "was queued" if created else "was already queued by an earlier try of this step"
+    return (
+        "## OdooOps run\n\n"
+        f"🕒 **The {plain(run.workflow_type)} run {code(run.run_id)} of {plain(run.project_id)} on "
+        f"{plain(run.env_id)} {verb}** (commit {code(run.short_sha)}, ref {code(run.git_ref)}).\n\n"
+        f"Follow it in a later step with `mode: wait` and `run_id: {run.run_id}`.\n"
+    )
+
+
+_DESTROY_HEADLINES = {
+    "cancelled": "🚫 **Run {run} was cancelled.**",
+    "already_cancelled": "🚫 **Run {run} was already cancelled.**",
+    "already_finished": "ℹ️ **Run {run} had already finished ({status}); nothing was cancelled.**",  # noqa: RUF001
+    "not_found": "❓ **Run {run} was not found.**",
+    "error": "⚠️ **Run {run} could not be cancelled.**",
+}
+
+
+def _destroy_summary(run_id: str, report: CancelReport) -> str:
+    status = plain(report.run.status) if report.run is not None else "finished"
+    headline = _DESTROY_HEADLINES[report.outcome].format(run=code(run_id), status=status)
+    return f"## OdooOps run\n\n{headline}\n\n{plain(report.detail, 2000)}\n"

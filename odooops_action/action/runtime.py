@@ -1,0 +1,141 @@
+"""What every mode shares: the step's context, opening the store, outputs, and a safe cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from odooops_action.action.settings import ActionSettings
+from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError
+from odooops_action.github.commands import WorkflowCommands
+from odooops_action.github.context import GitHubContext
+from odooops_action.github.files import FileCommands
+from odooops_action.models import Artifact, Run
+from odooops_action.store.base import RunStore
+
+# The request timeout of ordinary calls, and of the one cancel sent when the workflow is
+# cancelled (the runner sends SIGTERM 7.5 s after SIGINT and kills 2.5 s later).
+REQUEST_TIMEOUT_SECONDS = 10.0
+REQUEST_RETRIES = 3
+ABORT_CANCEL_TIMEOUT_SECONDS = 3.0
+ABORT_CANCEL_RETRIES = 1
+
+StoreOpener = Callable[[str, str, float, int], RunStore]
+
+
+def open_rest_store(url: str, key: str, timeout_seconds: float, max_retries: int) -> RunStore:
+    """A ``RestStore`` for the validated URL and key (imported here: only modes that talk need it)."""
+    from odooops_action.config import ConnectionSettings
+    from odooops_action.store.factory import open_store
+
+    settings = ConnectionSettings(
+        supabase_url=url, supabase_key=key, timeout_seconds=timeout_seconds, max_retries=max_retries
+    )
+    return open_store(settings, prefer="rest")
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """One step: its settings, the GitHub side it reports to, and the event that signals stop."""
+
+    settings: ActionSettings
+    environ: Mapping[str, str]
+    commands: WorkflowCommands
+    files: FileCommands
+    github: GitHubContext
+    stop: threading.Event
+    secrets: tuple[str, ...] = ()
+    store_opener: StoreOpener = open_rest_store
+
+    def open_store(
+        self, timeout_seconds: float = REQUEST_TIMEOUT_SECONDS, max_retries: int = REQUEST_RETRIES
+    ) -> RunStore:
+        key = self.settings.supabase_key.get_secret_value()
+        return self.store_opener(self.settings.supabase_url, key, timeout_seconds, max_retries)
+
+    def redact(self, text: str) -> str:
+        """``text`` without any secret (a remote event could quote one; summaries are not masked)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @property
+    def identity(self) -> str:
+        """Who acts, as recorded in ``created_by`` and in a cancellation's reason."""
+        return actor_identity(self.github)
+
+
+def actor_identity(github: GitHubContext) -> str:
+    who = github.actor or "github-actions"
+    where = f" in {github.repository} run {github.run_id}" if github.repository and github.run_id else ""
+    return f"{who} via GitHub Actions{where}"
+
+
+def describe(run: Run) -> str:
+    return f"{run.workflow_type} of {run.project_id} @ {run.short_sha} ({run.git_ref}) in {run.env_id}"
+
+
+def artifact_url(artifacts: Sequence[Artifact]) -> str:
+    """The image's location if the run produced one, else the first artifact's, else empty."""
+    for artifact in artifacts:
+        if artifact.artifact_type == "image":
+            return artifact.storage_path
+    return artifacts[0].storage_path if artifacts else ""
+
+
+def artifacts_json(artifacts: Sequence[Artifact]) -> str:
+    return json.dumps([artifact.model_dump(mode="json") for artifact in artifacts], separators=(",", ":"))
+
+
+def set_run_outputs(
+    files: FileCommands, *, run: Run | None, outcome: str, artifacts: Sequence[Artifact] = ()
+) -> None:
+    if run is not None:
+        files.set_output("run_id", run.run_id)
+        files.set_output("status", run.status)
+    files.set_output("outcome", outcome)
+    files.set_output("artifact_url", artifact_url(artifacts))
+    files.set_output("artifacts", artifacts_json(artifacts))
+
+
+CancelOutcome = Literal["cancelled", "already_cancelled", "already_finished", "not_found", "error"]
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    outcome: CancelOutcome
+    run: Run | None
+    detail: str
+
+    @property
+    def stopped(self) -> bool:
+        """The run is no longer active (whether or not this cancel did it)."""
+        return self.outcome in ("cancelled", "already_cancelled", "already_finished")
+
+
+def cancel_safely(store: RunStore, run_id: str, *, reason: str, cancelled_by: str) -> CancelReport:
+    """Cancel ``run_id``; every answer, including errors, becomes a :class:`CancelReport`."""
+    try:
+        result = store.cancel_run(run_id, reason=reason, cancelled_by=cancelled_by)
+    except RunNotFoundError as exc:
+        return CancelReport("not_found", None, str(exc))
+    except StateConflictError as exc:
+        return CancelReport("already_finished", _current(store, run_id), str(exc))
+    except OdooOpsError as exc:
+        return CancelReport("error", None, str(exc))
+    if result.outcome == "already_cancelled":
+        reason_text = f" ({result.run.status_reason})" if result.run.status_reason else ""
+        return CancelReport(
+            "already_cancelled", result.run, f"run {run_id} was already cancelled{reason_text}"
+        )
+    return CancelReport("cancelled", result.run, f"run {run_id} cancelled")
+
+
+def _current(store: RunStore, run_id: str) -> Run | None:
+    try:
+        return store.poll_run(run_id, max_events=0).run
+    except OdooOpsError:
+        return None
