@@ -26,7 +26,7 @@ ARTIFACT_TYPES: tuple[str, ...] = ("image", "sbom", "logs", "evidence", "manifes
 
 class _Row(BaseModel):
     # Rows may grow columns in later migrations; an old client must keep working.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Run(_Row):
@@ -95,7 +95,7 @@ class RunPoll(_Row):
 
 
 class CreateRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     project_id: str
     workflow_type: WorkflowType
@@ -118,7 +118,7 @@ class CancelResult(_Row):
 
 
 class NewEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     level: EventLevel = "info"
     message: str
@@ -126,7 +126,7 @@ class NewEvent(BaseModel):
 
 
 class NewArtifact(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     artifact_type: ArtifactType
     storage_path: str
@@ -136,7 +136,7 @@ class NewArtifact(BaseModel):
 
 
 class ClaimFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     project_id: str | None = None
     env_id: str | None = None

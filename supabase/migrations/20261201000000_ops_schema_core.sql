@@ -476,6 +476,8 @@ begin
             perform ops.raise_error('PT409', format('more than 9999 runs of %s queued in one second', base_id));
         end if;
     end loop;
+    -- Re-read: the insert trigger has since recorded the "Run queued" event (event_seq moved).
+    select * into new_run from ops.runs r where r.run_id = new_run.run_id;
     return jsonb_build_object('run', to_jsonb(new_run), 'created', true);
 end;
 $$;

@@ -1,0 +1,119 @@
+"""Argument checks shared by the CLI and the GitHub Action, run before any request is sent.
+
+The patterns mirror the CHECK constraints of ``supabase/migrations`` so that a bad value is
+refused locally, with a message naming the argument, instead of by the database after a round
+trip. Every check raises :class:`~odooops_action.errors.InputError` (exit code 2).
+
+Commit SHAs are accepted in upper case and lower-cased: git treats hex case-insensitively, while
+the database stores (and compares) lower case only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import cast
+
+from odooops_action.errors import InputError
+from odooops_action.models import WORKFLOW_TYPES, WorkflowType
+
+SHA_LENGTH = 40
+MAX_GIT_REF_LENGTH = 255
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+_MAX_ECHO = 60  # how much of a bad value a message repeats
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+_RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{7}(-[1-9]\d{0,3})?$", re.ASCII)
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SHA_HINT = "Use `git rev-parse HEAD` (or ${{ github.sha }} in a workflow)."
+
+
+def _shown(value: str) -> str:
+    """The value quoted for a message, shortened when long."""
+    text = value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "…"
+    return repr(text)
+
+
+def validate_sha(value: str, name: str = "commit_sha") -> str:
+    """The full commit SHA in lower case; a short or non-hex SHA is an error naming ``name``."""
+    sha = value.strip().lower()
+    if not sha:
+        raise InputError(f"{name} is empty: pass the full 40-character commit SHA.", hint=_SHA_HINT)
+    if not _HEX.fullmatch(sha):
+        raise InputError(
+            f"{name} must be a hexadecimal commit SHA (got {_shown(value)}, which has characters "
+            "other than 0-9 and a-f).",
+            hint=_SHA_HINT,
+        )
+    if len(sha) != SHA_LENGTH:
+        raise InputError(
+            f"{name} must be the full {SHA_LENGTH}-character commit SHA "
+            f"(got {_shown(value)}, {len(sha)} characters).",
+            hint=_SHA_HINT,
+        )
+    return sha
+
+
+def validate_run_id(value: str, name: str = "run_id") -> str:
+    """A run id as ``ops.create_run`` makes them: ``run-YYYYMMDD-HHMMSS-<sha7>[-N]``."""
+    if not _RUN_ID.fullmatch(value):
+        raise InputError(
+            f"{name} must look like run-YYYYMMDD-HHMMSS-<sha7> (optionally with a -N suffix), "
+            f"got {_shown(value)}.",
+            hint="Use the id printed by `odooops create`.",
+        )
+    return value
+
+
+def validate_workflow_type(value: str, name: str = "workflow_type") -> WorkflowType:
+    if value not in WORKFLOW_TYPES:
+        raise InputError(f"{name} must be one of {', '.join(WORKFLOW_TYPES)}, got {_shown(value)}.")
+    return cast(WorkflowType, value)
+
+
+def validate_project_id(value: str, name: str = "project_id") -> str:
+    if not _PROJECT_ID.fullmatch(value):
+        raise InputError(
+            f"{name} must be 1 to 100 characters of letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit, got {_shown(value)}."
+        )
+    return value
+
+
+def validate_env_id(value: str, name: str = "env_id") -> str:
+    if not _ENV_ID.fullmatch(value):
+        raise InputError(
+            f"{name} must be 1 to 63 characters of letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit (e.g. dev, staging, prod), got {_shown(value)}."
+        )
+    return value
+
+
+def validate_git_ref(value: str, name: str = "git_ref") -> str:
+    if not 1 <= len(value) <= MAX_GIT_REF_LENGTH or not value.strip():
+        raise InputError(
+            f"{name} must be a branch or tag name of 1 to {MAX_GIT_REF_LENGTH} characters "
+            f"(got {len(value)} characters)."
+        )
+    return value
+
+
+def validate_idempotency_key(value: str, name: str = "idempotency_key") -> str:
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH or not value.strip():
+        raise InputError(
+            f"{name} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters (got {len(value)} characters)."
+        )
+    return value
+
+
+def parse_positive_seconds(value: str | float, name: str) -> float:
+    """A finite number of seconds greater than zero, from text (``"1200"``, ``"2.5"``) or a number."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise InputError(f"{name} must be a number of seconds, got {_shown(str(value))}.") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"{name} must be a positive number of seconds, got {_shown(str(value))}.")
+    return seconds
