@@ -227,13 +227,18 @@ class PrintObserver:
 def run_interruptibly(
     work: Callable[[threading.Event], _T],
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+    *,
+    then: Literal["restore", "ignore"] = "restore",
 ) -> tuple[_T, signal.Signals | None]:
     """Run ``work(stop)`` in a helper thread; the first of the given signals sets ``stop``.
 
-    Returns the work's result and the signal received (None if none). The first signal restores
-    the previous handlers, so a second one acts as usual (Ctrl-C twice quits at once even while a
-    request hangs). Outside the main thread (where handlers cannot be installed) ``work`` simply
-    runs.
+    Returns the work's result and the signal received (None if none). The main thread only
+    joins, so the handler never runs while the helper holds the event's lock. After the first
+    signal, ``then="restore"`` puts the previous handlers back (Ctrl-C twice quits at once, for the
+    CLI); ``then="ignore"`` ignores further ones (``SIG_IGN``, which unlike a Python handler
+    survives interpreter shutdown: the Action must not be killed by the runner's follow-up
+    SIGTERM while it cancels, reports and exits). Outside the main thread (where handlers cannot
+    be installed) ``work`` simply runs.
     """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -244,7 +249,11 @@ def run_interruptibly(
 
     def handle(signum: int, _frame: object) -> None:
         received.append(signal.Signals(signum))
-        restore()
+        if then == "restore":
+            restore()
+        else:
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
         stop.set()
 
     def restore() -> None:
@@ -264,7 +273,8 @@ def run_interruptibly(
         while worker.is_alive():
             worker.join(0.5)
     finally:
-        restore()
+        if not (received and then == "ignore"):
+            restore()
     if failure:
         raise failure[0]
     return outcome[0], (received[0] if received else None)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from odooops_action.action.settings import ActionSettings, InvalidInputsError, read_inputs, secret_values
 from odooops_action.errors import OdooOpsError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.files import FileCommands, SecretInOutputError
+from odooops_action.waiting import run_interruptibly
 
 if TYPE_CHECKING:
     from odooops_action.action.runtime import ActionContext
@@ -62,50 +63,10 @@ def _run_interruptibly(
         ctx = ActionContext(settings, environ, commands, files, github, stop, secrets)
         return _guarded(ctx)
 
-    exit_code, received = run_with_stop_signals(work)
+    exit_code, received = run_interruptibly(work, STOP_SIGNALS, then="ignore")
     if received:
-        commands.debug(f"Received {', '.join(sig.name for sig in received)}.")
+        commands.debug(f"Received {received.name}.")
     return exit_code
-
-
-def run_with_stop_signals(work: Callable[[threading.Event], int]) -> tuple[int, list[signal.Signals]]:
-    """``work(stop)`` in a helper thread; SIGINT/SIGTERM set ``stop`` instead of ending the process.
-
-    The main thread only joins, so the handler never runs while this thread holds the event's
-    lock. Once a stop signal came, further ones are ignored (``SIG_IGN``, which unlike a Python
-    handler survives interpreter shutdown): the runner's next signal (SIGTERM 7.5 s after SIGINT)
-    must not kill the step while it reports and exits. Outside the main thread (where handlers
-    cannot be installed) ``work`` simply runs.
-    """
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        return work(stop), []
-    received: list[signal.Signals] = []
-    results: list[int] = []
-    failures: list[BaseException] = []
-
-    def handle(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum))
-        stop.set()
-
-    def target() -> None:
-        try:
-            results.append(work(stop))
-        except BaseException as exc:  # re-raised in the main thread
-            failures.append(exc)
-
-    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
-    try:
-        thread = threading.Thread(target=target, name="odooops-action", daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.5)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_IGN if received else handler)
-    if failures:
-        raise failures[0]
-    return results[0], received
 
 
 def _guarded(ctx: ActionContext) -> int:
