@@ -12,16 +12,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["queued", "claimed", "running", "success", "failed", "cancelled"]
-WorkflowType = Literal["build", "deploy", "test"]
-EventLevel = Literal["debug", "info", "warn", "error"]
-ArtifactType = Literal["image", "sbom", "logs", "evidence", "manifest"]
+from odooops_action.domain import (
+    ACTIVE_STATUSES,
+    ARTIFACT_TYPES,
+    EVENT_LEVELS,
+    TERMINAL_STATUSES,
+    WORKFLOW_TYPES,
+    ArtifactType,
+    CreateRunRequest,
+    EventLevel,
+    RunStatus,
+    WorkflowType,
+)
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
-ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "claimed", "running"})
-WORKFLOW_TYPES: tuple[str, ...] = ("build", "deploy", "test")
-EVENT_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error")
-ARTIFACT_TYPES: tuple[str, ...] = ("image", "sbom", "logs", "evidence", "manifest")
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ARTIFACT_TYPES",
+    "EVENT_LEVELS",
+    "TERMINAL_STATUSES",
+    "WORKFLOW_TYPES",
+    "Artifact",
+    "ArtifactType",
+    "CancelResult",
+    "ClaimFilter",
+    "CreateRunRequest",
+    "CreatedRun",
+    "EventLevel",
+    "NewArtifact",
+    "NewEvent",
+    "Run",
+    "RunEvent",
+    "RunPoll",
+    "RunStatus",
+    "WorkflowType",
+]
 
 
 class _Row(BaseModel):
@@ -92,19 +116,6 @@ class RunPoll(_Row):
     def cursor_after(self, current: int) -> int:
         """The cursor for the next poll: the last event's ``seq``, or ``current`` when none came."""
         return self.events[-1].seq if self.events else current
-
-
-class CreateRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    project_id: str
-    workflow_type: WorkflowType
-    git_ref: str
-    git_sha: str
-    env_id: str = "dev"
-    created_by: str | None = None
-    idempotency_key: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class CreatedRun(_Row):

@@ -14,8 +14,8 @@ import math
 import re
 from typing import cast
 
+from odooops_action.domain import WORKFLOW_TYPES, WorkflowType
 from odooops_action.errors import InputError
-from odooops_action.models import WORKFLOW_TYPES, WorkflowType
 
 SHA_LENGTH = 40
 MAX_GIT_REF_LENGTH = 255

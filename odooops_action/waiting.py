@@ -26,11 +26,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TextIO, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TextIO, TypeVar, runtime_checkable
 
 from odooops_action.errors import OdooOpsError, RunNotFoundError, TransientError
-from odooops_action.models import Artifact, Run, RunEvent
-from odooops_action.store.base import RunStore
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Artifact, Run, RunEvent
+    from odooops_action.store.base import RunStore
+
 
 WaitOutcome = Literal["success", "failed", "cancelled", "timeout", "not_found", "interrupted"]
 

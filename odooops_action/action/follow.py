@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from odooops_action.action.abort import AbortCanceller
 from odooops_action.action.report import LogReporter, RunReport
@@ -23,9 +23,12 @@ from odooops_action.action.runtime import (
     describe,
     set_run_outputs,
 )
-from odooops_action.models import Run
 from odooops_action.store.base import RunStore
 from odooops_action.waiting import PollSchedule, WaitResult, wait_for_run
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Run
+
 
 # How long the main path waits for the abort cancel before reporting (it is itself bounded by
 # ABORT_CANCEL_TIMEOUT_SECONDS per attempt).

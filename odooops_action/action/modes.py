@@ -10,6 +10,7 @@ the ``status`` output tell the two apart. A run that does not exist fails the st
 from __future__ import annotations
 
 from contextlib import closing
+from typing import TYPE_CHECKING
 
 from odooops_action.action.follow import follow_run
 from odooops_action.action.markdown import code, plain
@@ -21,7 +22,10 @@ from odooops_action.action.runtime import (
     set_run_outputs,
 )
 from odooops_action.action.settings import derived_idempotency_key
-from odooops_action.models import CreateRunRequest, Run
+from odooops_action.domain import CreateRunRequest
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Run
 
 
 def run_mode(ctx: ActionContext) -> int:

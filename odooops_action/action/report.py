@@ -19,11 +19,14 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odooops_action.github.annotations import Annotation, annotation_from_event
 from odooops_action.github.commands import ANNOTATION_LEVELS, AnnotationLevel, WorkflowCommands
-from odooops_action.models import Run, RunEvent
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Run, RunEvent
+
 
 MAX_CHECK_ANNOTATIONS = 1000
 MAX_NOTABLE_EVENTS = 10_000

@@ -6,15 +6,18 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from odooops_action.action.settings import ActionSettings
 from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.context import GitHubContext
 from odooops_action.github.files import FileCommands
-from odooops_action.models import Artifact, Run
 from odooops_action.store.base import RunStore
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Artifact, Run
+
 
 # The request timeout of ordinary calls, and of the one cancel sent when the workflow is
 # cancelled (the runner sends SIGTERM 7.5 s after SIGINT and kills 2.5 s later).

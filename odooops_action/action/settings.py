@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
 from odooops_action.config import KEY_VARIABLES, check_service_key, normalize_supabase_url
+from odooops_action.domain import EVENT_LEVELS, WorkflowType
 from odooops_action.errors import ConfigError, InputError
-from odooops_action.models import EVENT_LEVELS, WorkflowType
 from odooops_action.validation import (
     parse_positive_seconds,
     validate_env_id,
@@ -104,14 +103,30 @@ class InvalidInputsError(InputError):
         super().__init__(f"{count} invalid: " + " ".join(problems))
 
 
-class ActionSettings(BaseModel):
-    """Everything a mode needs, validated. Secrets are ``SecretStr``: they never show in a ``repr``."""
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret input: never shown by ``repr``/``str``; read it with :meth:`get_secret_value`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    _value: str
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    """Everything a mode needs, validated by :class:`_Reader` (a plain dataclass: the Action reaches
+    its first request without importing pydantic). Secrets are :class:`Secret`: never in a ``repr``.
+    """
 
     mode: Mode
     supabase_url: str
-    supabase_key: SecretStr
+    supabase_key: Secret
     project_id: str | None = None
     workflow_type: WorkflowType | None = None
     git_ref: str | None = None
@@ -123,12 +138,12 @@ class ActionSettings(BaseModel):
     poll_interval_seconds: float = 5.0
     cancel_on_timeout: bool = False
     cancel_on_abort: bool = True
-    github_token: SecretStr | None = None
+    github_token: Secret | None = None
     check_run: bool = False
     check_name: str | None = None
     annotate_levels: frozenset[str] = frozenset({"warn", "error"})
     idempotency_key: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def waits(self) -> bool:
@@ -199,7 +214,7 @@ class _Reader:
             "annotate_levels": self.parse("annotate_levels", _parse_levels),
             "idempotency_key": self.optional("idempotency_key", validate_idempotency_key),
             "metadata": self.parse("metadata", _parse_metadata),
-            "github_token": self.raw("github_token") or None,
+            "github_token": Secret(token) if (token := self.raw("github_token")) else None,
         }
         if mode == "create":
             values.update(self._create_inputs())
@@ -213,6 +228,7 @@ class _Reader:
             )
         if self.problems:
             raise InvalidInputsError(self.problems)
+        values["supabase_key"] = Secret(values["supabase_key"])
         return ActionSettings(**values)
 
     def _create_inputs(self) -> dict[str, Any]:

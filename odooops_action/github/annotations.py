@@ -10,11 +10,14 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from odooops_action.github.commands import AnnotationLevel, WorkflowCommands, strip_controls
 from odooops_action.github.files import truncate_utf8
-from odooops_action.models import RunEvent
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import RunEvent
+
 
 CheckLevel = Literal["notice", "warning", "failure"]
 MAX_MESSAGE_BYTES = 64 * 1024 - 1

@@ -18,13 +18,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from odooops_action.github.commands import split_lines, strip_controls
 from odooops_action.github.context import GitHubContext
 from odooops_action.github.files import SUMMARY_LIMIT_BYTES, truncate_utf8
-from odooops_action.models import Artifact, Run, RunEvent
+
+if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
+    from odooops_action.models import Artifact, Run, RunEvent
+
 
 Outcome = Literal["success", "failed", "cancelled", "timeout", "not_found", "error"]
 DEFAULT_MAX_BYTES = SUMMARY_LIMIT_BYTES - 48 * 1024  # leaves room for other appends in the step

@@ -9,19 +9,21 @@ Each method maps to exactly one SQL function of the ``ops`` schema (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from odooops_action.models import (
-    Artifact,
-    CancelResult,
-    ClaimFilter,
-    CreatedRun,
-    CreateRunRequest,
-    NewArtifact,
-    NewEvent,
-    Run,
-    RunPoll,
-)
+from odooops_action.domain import CreateRunRequest
+
+if TYPE_CHECKING:  # the response models import pydantic: only needed once a response arrives
+    from odooops_action.models import (
+        Artifact,
+        CancelResult,
+        ClaimFilter,
+        CreatedRun,
+        NewArtifact,
+        NewEvent,
+        Run,
+        RunPoll,
+    )
 
 FinalStatus = Literal["success", "failed"]
 

@@ -154,7 +154,7 @@ class PgStore:
     # -- RunStore ---------------------------------------------------------------------------
 
     def create_run(self, request: CreateRunRequest) -> CreatedRun:
-        args = request.model_dump()
+        args = request.as_arguments()
         args["metadata"] = Jsonb(args["metadata"])
         result = self._call(
             "create_run", args, shape="scalar", repeatable=request.idempotency_key is not None

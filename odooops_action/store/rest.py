@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ValidationError
 
 from odooops_action import __version__
 from odooops_action.config import ConnectionSettings, looks_like_jwt
+from odooops_action.domain import CreateRunRequest
 from odooops_action.errors import (
     ApiError,
     AuthError,
@@ -45,24 +45,29 @@ from odooops_action.errors import (
     StateConflictError,
     TransientError,
 )
-from odooops_action.models import (
-    Artifact,
-    CancelResult,
-    ClaimFilter,
-    CreatedRun,
-    CreateRunRequest,
-    NewArtifact,
-    NewEvent,
-    Run,
-    RunPoll,
-)
 from odooops_action.store.base import MAX_EVENTS_PER_POLL, FinalStatus
 from odooops_action.store.retry import Outcome, RetryPolicy, outcome_of_exception, outcome_of_status
+
+if TYPE_CHECKING:
+    # The response models (pydantic) are imported when the first answer is parsed, not before
+    # the first request: the Action's start-up budget.
+    from pydantic import BaseModel
+
+    from odooops_action.models import (
+        Artifact,
+        CancelResult,
+        ClaimFilter,
+        CreatedRun,
+        NewArtifact,
+        NewEvent,
+        Run,
+        RunPoll,
+    )
 
 SCHEMA = "ops"
 USER_AGENT = f"odooops-action/{__version__}"
 
-_ModelT = TypeVar("_ModelT", bound=BaseModel)
+_ModelT = TypeVar("_ModelT", bound="BaseModel")
 
 _JWT_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303"})
 _MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01"})
@@ -169,20 +174,31 @@ class RestStore:
             "metadata": request.metadata,
         }
         safety = Safety.REPEATABLE if request.idempotency_key else Safety.ONCE
-        return self._parse(CreatedRun, self._rpc("create_run", body, safety), "create_run")
+        answer = self._rpc("create_run", body, safety)
+        from odooops_action import models
+
+        return self._parse(models.CreatedRun, answer, "create_run")
 
     def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = MAX_EVENTS_PER_POLL) -> RunPoll:
         body = {"run_id": run_id, "after_seq": after_seq, "max_events": max_events}
-        return self._parse(RunPoll, self._rpc("poll_run", body, Safety.REPEATABLE), "poll_run")
+        answer = self._rpc("poll_run", body, Safety.REPEATABLE)
+        from odooops_action import models
+
+        return self._parse(models.RunPoll, answer, "poll_run")
 
     def cancel_run(
         self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
     ) -> CancelResult:
         body = {"run_id": run_id, "reason": reason, "cancelled_by": cancelled_by}
-        return self._parse(CancelResult, self._rpc("cancel_run", body, Safety.REPEATABLE), "cancel_run")
+        answer = self._rpc("cancel_run", body, Safety.REPEATABLE)
+        from odooops_action import models
+
+        return self._parse(models.CancelResult, answer, "cancel_run")
 
     def claim_next_run(self, worker_id: str, filters: ClaimFilter | None = None) -> Run | None:
-        chosen = filters or ClaimFilter()
+        from odooops_action import models
+
+        chosen = filters or models.ClaimFilter()
         body = {
             "worker_id": worker_id,
             "project_id": chosen.project_id,
@@ -241,7 +257,10 @@ class RestStore:
             "size_bytes": artifact.size_bytes,
             "metadata": artifact.metadata,
         }
-        return self._parse(Artifact, _single(self._rpc("add_artifact", body, Safety.ONCE)), "add_artifact")
+        answer = _single(self._rpc("add_artifact", body, Safety.ONCE))
+        from odooops_action import models
+
+        return self._parse(models.Artifact, answer, "add_artifact")
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         body = {"lease_seconds": lease_seconds, "max_attempts": max_attempts}
@@ -261,7 +280,10 @@ class RestStore:
     # -- transport ----------------------------------------------------------------------------
 
     def _row(self, function: str, body: Mapping[str, Any], safety: Safety) -> Run:
-        return self._parse(Run, _single(self._rpc(function, body, safety)), function)
+        answer = _single(self._rpc(function, body, safety))
+        from odooops_action import models
+
+        return self._parse(models.Run, answer, function)
 
     def _rows(self, function: str, body: Mapping[str, Any], safety: Safety) -> list[Run]:
         payload = self._rpc(function, body, safety)
@@ -269,7 +291,9 @@ class RestStore:
             return []
         if not isinstance(payload, list):
             raise self._shape_error(function, f"expected a JSON array, got {type(payload).__name__}")
-        return [self._parse(Run, row, function) for row in payload]
+        from odooops_action import models
+
+        return [self._parse(models.Run, row, function) for row in payload]
 
     def _rpc(self, function: str, body: Mapping[str, Any], safety: Safety) -> Any:
         """POST the call, retrying per ``safety``; the decoded JSON answer or a mapped error."""
@@ -408,6 +432,8 @@ class RestStore:
         )
 
     def _parse(self, model: type[_ModelT], payload: Any, function: str) -> _ModelT:
+        from pydantic import ValidationError
+
         try:
             return model.model_validate(payload)
         except ValidationError as exc:

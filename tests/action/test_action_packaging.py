@@ -147,6 +147,55 @@ def test_start_imports_only_what_the_mode_needs(
         assert not any(m.startswith("psycopg") for m in modules)
 
 
+# Replaces httpx's send in the entry point's process: reports what is loaded when the first
+# request leaves, then ends the process (nothing reaches a server).
+_FIRST_REQUEST_PROBE = """
+import json, os, runpy, sys
+import httpx
+
+def send(self, request, *args, **kwargs):
+    print("PROBE " + json.dumps({"path": request.url.path, "modules": sorted(sys.modules)}), flush=True)
+    os._exit(0)
+
+httpx.Client.send = send
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as when the script itself is run
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "inputs"),
+    [
+        ("create", {"project_id": "shop", "workflow_type": "build"}),
+        ("wait", {"run_id": "run-20261201-000000-aaaaaaa"}),
+        ("destroy", {"run_id": "run-20261201-000000-aaaaaaa"}),
+    ],
+)
+def test_first_request_leaves_before_pydantic_is_imported(
+    workspace: Workspace, mode: str, inputs: dict[str, str]
+) -> None:
+    """The start-up budget: validation and the request need no pydantic (the largest import)."""
+    connection = {"supabase_url": "http://127.0.0.1:9", "supabase_key": "sb_secret_" + "c" * 32}
+    env = workspace.environment({**connection, "mode": mode, **inputs})
+    process = subprocess.run(
+        [sys.executable, "-c", _FIRST_REQUEST_PROBE, str(ENTRYPOINT)],
+        env=env,
+        cwd=workspace.workspace,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    probes = [line for line in process.stdout.splitlines() if line.startswith("PROBE ")]
+    assert probes, process.stdout[-2000:] + process.stderr[-2000:]
+    first = json.loads(probes[0].removeprefix("PROBE "))
+    assert first["path"].startswith("/rest/v1/rpc/")
+    loaded = set(first["modules"])
+    assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "pydantic_core")}
+    assert heavy(loaded) == set()
+
+
 def test_invalid_inputs_fail_before_the_store_is_even_imported(workspace: Workspace) -> None:
     env = workspace.environment({"mode": "create"})
     process = subprocess.run(

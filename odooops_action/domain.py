@@ -1,0 +1,41 @@
+"""The run queue's vocabulary, in plain Python: statuses, levels, types, and the create request.
+
+Nothing here imports pydantic, so the Action can validate its inputs and send its first request
+before pydantic (the largest import) is loaded; the response models live in
+:mod:`odooops_action.models`, imported when a response is parsed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["queued", "claimed", "running", "success", "failed", "cancelled"]
+WorkflowType = Literal["build", "deploy", "test"]
+EventLevel = Literal["debug", "info", "warn", "error"]
+ArtifactType = Literal["image", "sbom", "logs", "evidence", "manifest"]
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
+ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "claimed", "running"})
+WORKFLOW_TYPES: tuple[str, ...] = ("build", "deploy", "test")
+EVENT_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error")
+ARTIFACT_TYPES: tuple[str, ...] = ("image", "sbom", "logs", "evidence", "manifest")
+
+
+@dataclass(frozen=True)
+class CreateRunRequest:
+    """The arguments of ``ops.create_run`` (validated by the caller and again by the database)."""
+
+    project_id: str
+    workflow_type: WorkflowType
+    git_ref: str
+    git_sha: str
+    env_id: str = "dev"
+    created_by: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_arguments(self) -> dict[str, Any]:
+        """The named arguments of ``ops.create_run``."""
+        return dataclasses.asdict(self)
