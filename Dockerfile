@@ -18,7 +18,11 @@ COPY entrypoint.py post_entrypoint.py /opt/odooops/
 COPY odooops_action/ /opt/odooops/odooops_action/
 # Bytecode compiled at build time (PYTHONDONTWRITEBYTECODE only stops writing it at run time), so
 # each step starts without compiling; the post entry point is executed directly (docker --entrypoint).
+# `odooops` (CLI and worker: docker run --entrypoint odooops IMAGE worker ...) without installing the
+# package, which would duplicate the code in site-packages.
 RUN python -m compileall -q /opt/odooops/odooops_action \
-    && chmod 0755 /opt/odooops/entrypoint.py /opt/odooops/post_entrypoint.py
+    && chmod 0755 /opt/odooops/entrypoint.py /opt/odooops/post_entrypoint.py \
+    && printf '#!/bin/sh\nexec /usr/local/bin/python -m odooops_action "$@"\n' > /usr/local/bin/odooops \
+    && chmod 0755 /usr/local/bin/odooops
 
 ENTRYPOINT ["/usr/local/bin/python", "/opt/odooops/entrypoint.py"]

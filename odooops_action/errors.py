@@ -11,7 +11,13 @@ class OdooOpsError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
-        super().__init__(message if not hint else f"{message} {hint}")
+        super().__init__(f"{_sentence(message)} {hint}" if hint else message)
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending like a sentence, so that a hint can follow it."""
+    stripped = text.rstrip()
+    return stripped if stripped.endswith((".", "!", "?", ":")) else f"{stripped}."
 
 
 class InputError(OdooOpsError):

@@ -43,6 +43,11 @@ def truncate_utf8(text: str, limit: int) -> str:
     return _utf8_prefix(text.encode("utf-8"), limit).decode("utf-8")
 
 
+# A "secret" shorter than this (say a placeholder token "x") would match ordinary text and block
+# every output; it is still masked in the log, but not searched for in outputs.
+MIN_GUARDED_SECRET_CHARS = 8
+
+
 class FileCommands:
     """Writes to the runner's file commands, refusing any value that holds a known secret."""
 
@@ -54,11 +59,11 @@ class FileCommands:
         fallback: TextIO | None = None,
     ) -> None:
         self._environ = environ if environ is not None else os.environ
-        self._secrets = {value for value in secrets if value}
+        self._secrets = {value for value in secrets if len(value) >= MIN_GUARDED_SECRET_CHARS}
         self._fallback = fallback
 
     def add_secret(self, value: str) -> None:
-        if value:
+        if len(value) >= MIN_GUARDED_SECRET_CHARS:
             self._secrets.add(value)
 
     def _refuse_secrets(self, kind: str, name: str, value: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -74,15 +75,24 @@ class PgStore:
     def _connect(self) -> psycopg.Connection[Row]:
         try:
             return psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=max(1, int(self._connect_timeout)),
-                options=f"-c statement_timeout={self._statement_timeout_ms}",
-                application_name="odooops",
+                self._dsn, autocommit=True, row_factory=dict_row, **self._connection_parameters()
             )
         except psycopg.OperationalError as exc:
             raise _connect_error(exc) from exc
+
+    def _connection_parameters(self) -> dict[str, Any]:
+        """Our defaults, added to (never replacing) what DATABASE_URL says: its ``options`` (for
+        example ``-c role=service_role``) are kept and come last, so the user's settings win."""
+        given = conninfo_to_dict(self._dsn)
+        ours = f"-c statement_timeout={self._statement_timeout_ms}"
+        parameters: dict[str, Any] = {
+            "options": f"{ours} {given['options']}" if given.get("options") else ours
+        }
+        if "connect_timeout" not in given:
+            parameters["connect_timeout"] = max(1, int(self._connect_timeout))
+        if "application_name" not in given:
+            parameters["application_name"] = "odooops"
+        return parameters
 
     def close(self) -> None:
         if self._conn is not None:

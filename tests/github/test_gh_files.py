@@ -73,8 +73,8 @@ class TestOutputs:
 
     def test_secrets_are_refused_without_echoing_them(self, runner_env: dict[str, str]) -> None:
         commands = FileCommands(runner_env, secrets={"s3cr3t-token", ""})
-        commands.add_secret("another")
-        for value in ("s3cr3t-token", "prefix s3cr3t-token suffix", "multi\nanother\n"):
+        commands.add_secret("another-secret")
+        for value in ("s3cr3t-token", "prefix s3cr3t-token suffix", "multi\nanother-secret\n"):
             with pytest.raises(SecretInOutputError) as caught:
                 commands.set_output("leak", value)
             assert "s3cr3t" not in str(caught.value)
@@ -85,6 +85,16 @@ class TestOutputs:
         assert parse_file_commands(read(runner_env, "GITHUB_OUTPUT")) == {"fine": "no secret here"}
         assert read(runner_env, "GITHUB_STATE") == ""
 
+    def test_secrets_too_short_to_tell_from_text_do_not_block_outputs(
+        self, runner_env: dict[str, str]
+    ) -> None:
+        commands = FileCommands(runner_env, secrets={"x"})
+        commands.add_secret("ab")
+        commands.set_output("artifact_url", "ghcr.io/example/x:abc")
+        assert parse_file_commands(read(runner_env, "GITHUB_OUTPUT")) == {
+            "artifact_url": "ghcr.io/example/x:abc"
+        }
+
     def test_module_level_helpers_use_the_process_environment(
         self, runner_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -94,7 +104,7 @@ class TestOutputs:
         files.set_output("run_id", "run-9")
         files.save_state("run_id", "run-9")
         with pytest.raises(SecretInOutputError):
-            files.set_output("token", "ghp_x", secrets=["ghp_x"])
+            files.set_output("token", "ghp_xyz12345", secrets=["ghp_xyz12345"])
         assert files.read_state("run_id") == "run-9"
         assert files.read_state("missing") is None
         assert parse_file_commands(read(runner_env, "GITHUB_OUTPUT")) == {"run_id": "run-9"}
