@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from odooops_action.action.abort import AbortCanceller
-from odooops_action.action.report import LogReporter, RunReport
+from odooops_action.action.report import MAX_CHECK_ANNOTATIONS, LogReporter, RunReport
 from odooops_action.action.runtime import (
     ABORT_CANCEL_RETRIES,
     ABORT_CANCEL_TIMEOUT_SECONDS,
@@ -232,6 +232,8 @@ def _summary(ctx: ActionContext, followed: Followed) -> str:
         total_events=report.total_events,
         suppressed_annotations=_suppressed(ctx, report),
         github=ctx.github,
+        level_counts=report.level_counts,
+        status_events=report.status_events,
     )
     return render_summary(view)
 
@@ -265,4 +267,8 @@ def _publish_check(ctx: ActionContext, run: Run, followed: Followed, markdown: s
     else:
         if result.html_url:
             ctx.files.set_output("check_run_url", result.html_url)
-        ctx.commands.info(f"Check run {name!r} published with {result.annotations_sent} annotations.")
+        message = f"Check run {name!r} published with {result.annotations_sent} annotations."
+        dropped = result.annotations_dropped + followed.report.check_annotations_dropped
+        if dropped:
+            message += f" {dropped} more were left out (at most {MAX_CHECK_ANNOTATIONS} per check run)."
+        ctx.commands.info(message)

@@ -21,7 +21,7 @@ from odooops_action.action.runtime import (
     describe,
     set_run_outputs,
 )
-from odooops_action.action.settings import derived_idempotency_key
+from odooops_action.action.settings import derived_idempotency_key, label
 from odooops_action.domain import CreateRunRequest
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
@@ -53,6 +53,12 @@ def create(ctx: ActionContext) -> int:
         idempotency_key=derived_idempotency_key(settings, ctx.environ),
         metadata=settings.metadata,
     )
+    if settings.check_run and not settings.wait:
+        ctx.commands.warning(
+            f"{label('check_run')} is true but {label('wait')} is false: a check run reports a run's "
+            "result, so it is published only by a step that follows the run (wait: true, or mode: wait).",
+            title="check_run has no effect here",
+        )
     with closing(ctx.open_store()) as store:
         created = store.create_run(request)
         run = created.run

@@ -9,8 +9,14 @@ group titles and annotations are written by :class:`WorkflowCommands`, which esc
 
 Annotations: events whose level is in ``annotate_levels`` (status events excepted: the step's
 verdict already says how the run ended) become workflow-command annotations at once, up to
-GitHub's 10 per level and step; the rest are counted (the summary says how many) and stay plain
-log lines. They are also kept, up to :data:`MAX_CHECK_ANNOTATIONS`, for a check run.
+GitHub's 10 per level and step minus :data:`RESERVED_FOR_STEP` (GitHub keeps the FIRST 10, so the
+step's own ``::error`` verdict or check-run warning, written after the stream, needs a free
+slot); the rest are counted (the summary says how many) and stay plain log lines. They are also
+kept, up to :data:`MAX_CHECK_ANNOTATIONS`, for a check run.
+
+Memory stays bounded whatever the run sends (a million events, a 10 MB message): every level is
+counted, but only a bounded number of events is kept for the summary, each cut to
+:data:`MAX_KEPT_MESSAGE_CHARS` with only the payload keys the summary reads.
 """
 
 from __future__ import annotations
@@ -29,8 +35,15 @@ if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at
 
 
 MAX_CHECK_ANNOTATIONS = 1000
-MAX_NOTABLE_EVENTS = 10_000
+MAX_NOTABLE_EVENTS = 1000
+MAX_STATUS_EVENTS = 100
 LOG_TAIL_EVENTS = 200
+# The summary shows at most 4096 characters of an event; one more keeps its "…" visible.
+MAX_KEPT_MESSAGE_CHARS = 4097
+MAX_KEPT_PAYLOAD_CHARS = 4096
+SUMMARY_PAYLOAD_KEYS = ("kind", "from", "to")
+# Annotation slots per level left for the step's own verdict and warnings (see the module docstring).
+RESERVED_FOR_STEP = 1
 MAX_GROUP_TITLE_CHARS = 120
 NOTABLE_LEVELS = frozenset({"warn", "error"})
 _COMMAND_LEVEL: dict[str, AnnotationLevel] = {
@@ -71,6 +84,14 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_GROUP_TITLE_CHARS else text[: MAX_GROUP_TITLE_CHARS - 1] + "…"
 
 
+def _kept(event: RunEvent, payload_chars: int) -> RunEvent:
+    """What the summary needs of ``event``: its message cut, and only the payload keys it reads."""
+    if len(event.message) <= MAX_KEPT_MESSAGE_CHARS and payload_chars <= MAX_KEPT_PAYLOAD_CHARS:
+        return event
+    payload = {key: event.payload[key] for key in SUMMARY_PAYLOAD_KEYS if key in event.payload}
+    return event.model_copy(update={"message": event.message[:MAX_KEPT_MESSAGE_CHARS], "payload": payload})
+
+
 @dataclass
 class RunReport:
     """Everything the log stream learnt about one run, for outputs, the summary and the check run."""
@@ -78,7 +99,9 @@ class RunReport:
     run: Run | None = None
     total_events: int = 0
     last_seq: int = 0
+    level_counts: dict[str, int] = field(default_factory=dict)
     notable_events: list[RunEvent] = field(default_factory=list)
+    status_events: list[RunEvent] = field(default_factory=list)
     log_tail: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_EVENTS))
     check_annotations: list[Annotation] = field(default_factory=list)
     check_annotations_dropped: int = 0
@@ -115,7 +138,8 @@ class LogReporter:
     def on_events(self, run: Run, events: Sequence[RunEvent]) -> None:
         self.report.run = run
         for event in events:
-            self._take(self._scrubbed(event))
+            payload_text = json.dumps(event.payload)
+            self._take(self._scrubbed(event, payload_text), len(payload_text))
         self._flush()
 
     def on_poll_error(self, error: Exception) -> None:
@@ -131,9 +155,8 @@ class LogReporter:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _scrubbed(self, event: RunEvent) -> RunEvent:
+    def _scrubbed(self, event: RunEvent, payload_text: str) -> RunEvent:
         """The event without our secrets: a worker's log may quote one (the summary is not masked)."""
-        payload_text = json.dumps(event.payload)
         if not any(secret in event.message or secret in payload_text for secret in self._secrets):
             return event
         message = event.message
@@ -142,13 +165,17 @@ class LogReporter:
             payload_text = payload_text.replace(json.dumps(secret)[1:-1], "***")
         return event.model_copy(update={"message": message, "payload": json.loads(payload_text)})
 
-    def _take(self, event: RunEvent) -> None:
+    def _take(self, event: RunEvent, payload_chars: int) -> None:
         report = self.report
         report.total_events += 1
         report.last_seq = event.seq
-        report.log_tail.append(event)
+        report.level_counts[event.level] = report.level_counts.get(event.level, 0) + 1
+        kept = _kept(event, payload_chars)
+        report.log_tail.append(kept)
         if event.level in NOTABLE_LEVELS and len(report.notable_events) < MAX_NOTABLE_EVENTS:
-            report.notable_events.append(event)
+            report.notable_events.append(kept)
+        if event.payload.get("kind") == "status" and len(report.status_events) < MAX_STATUS_EVENTS:
+            report.status_events.append(kept)
         self._maybe_open_group(event)
         self._pending.append(f"[{event.level}] {event.message}")
         # A failed status is the step's own verdict already; annotating it too would say it twice.
@@ -178,7 +205,7 @@ class LogReporter:
         else:
             report.check_annotations_dropped += 1
         level = _COMMAND_LEVEL[event.level]
-        if self._commands.emitted[level] >= self._commands.per_level_limit:
+        if self._commands.emitted[level] >= self._commands.per_level_limit - RESERVED_FOR_STEP:
             # The line is already in the log: count it for the summary instead of repeating it.
             report.suppressed[level] += 1
             return

@@ -65,8 +65,16 @@ _HIDING_CHARACTERS = frozenset(
 _IGNORABLE_CATEGORIES = frozenset({"Cc", "Cf", "Mn", "Me"})
 
 
+# Text made only of these has nothing to strip or escape (the usual build log line): fast paths.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_PLAIN = re.compile(r"[\t\x20-\x7e]*")
+_PLAIN_WITH_NEWLINES = re.compile(r"[\t\n\x20-\x7e]*")
+
+
 def strip_controls(text: str, *, keep_newlines: bool = False) -> str:
     """Remove escape sequences and control characters (tab kept; ``\\n`` kept on request)."""
+    if (_PLAIN_WITH_NEWLINES if keep_newlines else _PLAIN).fullmatch(text):
+        return text
     text = _ANSI_ESCAPE.sub("", text)
     return "".join(
         ch
@@ -105,6 +113,12 @@ def _starts_like_v2(line: str) -> bool:
 
 def _break_v1_prefixes(line: str) -> str:
     """Put ``\\`` before every ``[`` that follows ``##`` (ignorable characters in between included)."""
+    if _PRINTABLE_ASCII.fullmatch(line):  # no ignorable character can sit between the ``#``s
+        return line.replace("##[", "##\\[")
+    return _break_v1_prefixes_by_character(line)
+
+
+def _break_v1_prefixes_by_character(line: str) -> str:
     out: list[str] = []
     hashes = 0
     for ch in line:

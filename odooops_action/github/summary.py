@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,6 +67,10 @@ class SummaryView:
     total_events: int = 0
     suppressed_annotations: dict[str, int] = field(default_factory=dict)
     github: GitHubContext | None = None
+    # Every event counted by level, when the lists above hold only some of them (a long run).
+    level_counts: Mapping[str, int] | None = None
+    # Status-change events (payload ``kind: status``), for a timeline that outlives the log tail.
+    status_events: Sequence[RunEvent] = field(default_factory=list)
 
 
 # --- escaping --------------------------------------------------------------------------------------
@@ -256,7 +260,12 @@ class _Change:
 def _status_changes(view: SummaryView) -> list[_Change]:
     seen: set[int] = set()
     changes: list[_Change] = []
-    for event in [*view.notable_events[:MAX_NOTABLE], *view.log_tail[-MAX_TIMELINE:]]:
+    candidates = [
+        *view.status_events[:MAX_TIMELINE],
+        *view.notable_events[:MAX_NOTABLE],
+        *view.log_tail[-MAX_TIMELINE:],
+    ]
+    for event in candidates:
         payload = event.payload
         if event.seq in seen or payload.get("kind") != "status":
             continue
@@ -340,8 +349,8 @@ def _render_notable(items: Sequence[str], total: int, counts: str, suppressed: d
     if hidden:
         listed = ", ".join(f"{n} {text(level)}" for level, n in sorted(hidden.items()))
         more += (
-            "\n_GitHub annotates at most 10 per level and step; the job log shows the rest as plain "
-            f"lines ({listed} not annotated)._\n"
+            "\n_GitHub keeps at most 10 annotations per level and step, one of them for the step's own "
+            f"result; the job log shows the rest as plain lines ({listed} not annotated)._\n"
         )
     return "\n".join(lines) + "\n" + more
 
@@ -429,10 +438,18 @@ def _tail_candidates(view: SummaryView, budget: int) -> list[str]:
     return picked
 
 
-def _notable_counts(events: Sequence[RunEvent]) -> str:
+def _notable_figures(view: SummaryView) -> tuple[int, int, int]:
+    """How many errors, warnings and other notable events the run had (not only those kept)."""
+    if view.level_counts is not None:
+        errors, warnings = view.level_counts.get("error", 0), view.level_counts.get("warn", 0)
+        return errors, warnings, 0
+    events = view.notable_events
     errors = sum(1 for event in events if event.level == "error")
     warnings = sum(1 for event in events if event.level == "warn")
-    others = len(events) - errors - warnings
+    return errors, warnings, len(events) - errors - warnings
+
+
+def _notable_counts(errors: int, warnings: int, others: int) -> str:
     parts = [_plural(errors, "error"), _plural(warnings, "warning")] + (
         [f"{others:,} other"] if others else []
     )
@@ -450,7 +467,8 @@ def render_summary(view: SummaryView, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     if view.run is not None:
         head += "\n" + _run_table(view.run, view.now)
     foot = _links(view)
-    counts = _notable_counts(view.notable_events)
+    figures = _notable_figures(view)
+    counts = _notable_counts(*figures)
     run = view.run
     metadata = _metadata_items(run) if run is not None else []
     artifacts = [_artifact_row(a) for a in view.artifacts[:MAX_ARTIFACTS]]
@@ -462,7 +480,7 @@ def render_summary(view: SummaryView, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
         "artifacts": _Trimmable(artifacts, len(view.artifacts), _render_artifacts),
         "notable": _Trimmable(
             notable,
-            len(view.notable_events),
+            max(sum(figures), len(notable)),
             lambda items, total: _render_notable(items, total, counts, view.suppressed_annotations),
         ),
         "tail": _Trimmable(

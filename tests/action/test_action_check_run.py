@@ -70,7 +70,7 @@ def test_check_run_carries_summary_and_every_annotation(
     assert api.requests[0].path == "/repos/acme/shop/check-runs"
     assert api.requests[0].headers["Authorization"].split()[-1] == workspace.github.token
     assert result.outputs["check_run_url"].startswith("https://github.com/acme/shop/runs/")
-    assert len(result.annotations("warning")) == 10  # the job log keeps its own 10
+    assert len(result.annotations("warning")) == 9  # the job log keeps its own 9 (1 slot kept free)
 
 
 def test_failed_run_concludes_failure(
@@ -100,6 +100,19 @@ def test_forbidden_check_run_degrades_to_a_warning(
     # The annotations are still in the job log.
     assert sum(1 for w in result.annotations("warning") if w.data.startswith("deprecated API")) == 3
     assert "check_run_url" not in result.outputs
+
+
+def test_forbidden_check_run_warning_is_shown_after_many_warning_events(
+    workspace: Workspace, connection: dict[str, str], project: str, pg_dsn: str, api: FakeGitHubApi
+) -> None:
+    api.fail[CREATE] = (403, {"message": "Resource not accessible by integration"})
+
+    result, _ = follow_with_check(workspace, connection, project, pg_dsn, warnings=30)
+
+    warnings = result.annotations("warning")
+    assert len(warnings) <= 10  # GitHub drops the 11th and later
+    assert warnings[-1].properties.get("title") == "Check run not created"
+    assert "checks: write" in warnings[-1].data
 
 
 def test_no_check_run_unless_asked(

@@ -64,6 +64,17 @@ def test_create_is_idempotent_within_an_attempt_but_not_across_attempts(
     assert count == (2,)
 
 
+def test_check_run_without_wait_says_it_has_no_effect(
+    workspace: Workspace, connection: dict[str, str], project: str
+) -> None:
+    result = workspace.run(create_inputs(connection, project, check_run="true"))
+
+    assert result.exit_code == 0
+    (warning,) = result.annotations("warning")
+    assert "check_run (INPUT_CHECK_RUN) is true but wait (INPUT_WAIT) is false" in warning.data
+    assert result.outputs["outcome"] == "queued"
+
+
 def test_create_with_metadata_and_explicit_key(
     workspace: Workspace, connection: dict[str, str], project: str, db: psycopg.Connection[Any]
 ) -> None:

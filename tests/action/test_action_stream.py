@@ -121,18 +121,41 @@ def test_annotations_respect_the_per_step_limit_and_are_counted(
 
     assert result.exit_code == 0
     warnings, errors = result.annotations("warning"), result.annotations("error")
-    assert len(warnings) == 10
-    assert len(errors) == 10
-    assert [w.data for w in warnings] == [f"deprecated call {n}" for n in range(10)]
+    # 9 of GitHub's 10 per level: the 10th stays free for the step's own verdict or warning.
+    assert len(warnings) == 9
+    assert len(errors) == 9
+    assert [w.data for w in warnings] == [f"deprecated call {n}" for n in range(9)]
     assert errors[0].properties["file"] == "addons/shop/tests/test_cart.py"
     assert errors[0].properties["line"] == "10"
     assert not result.annotations("notice")
     # Every event is still a log line, and the summary says how many were not annotated.
     lines = event_lines(result)
     assert sum(1 for line in lines if line.startswith("[warn] deprecated call")) == 25
-    assert re.search(r"15\W{0,3}warning", result.summary)
-    assert re.search(r"2\W{0,3}error", result.summary)
+    assert re.search(r"16\W{0,3}warning", result.summary)
+    assert re.search(r"3\W{0,3}error", result.summary)
     assert "not annotated" in result.summary
+
+
+def test_the_verdict_is_annotated_after_many_error_events(
+    workspace: Workspace, connection: dict[str, str], project: str, pg_dsn: str
+) -> None:
+    """GitHub keeps only the first 10 errors of a step: the run's errors must leave room for ours."""
+    events = [("error", f"assertion {n} failed", {}) for n in range(15)]
+    worker = FakeWorker(pg_dsn, project, events=events, final_status="failed", exit_code=3).start()
+
+    result = workspace.run(
+        {**connection, "mode": "create", "project_id": project, "workflow_type": "test", "wait": "true"}
+    )
+    worker.join()
+
+    assert result.exit_code == 1
+    errors = result.annotations("error")
+    assert len(errors) <= 10
+    verdict = errors[-1]
+    assert verdict.properties["title"] == "OdooOps run failed"
+    assert "failed (exit code 3)" in verdict.data
+    assert "ops.run_events" in verdict.data  # where to look
+    assert not any("not annotated" in line and "OdooOps run failed" in line for line in result.runner.plain)
 
 
 def test_annotate_levels_none_emits_no_annotation(

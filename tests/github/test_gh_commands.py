@@ -214,3 +214,51 @@ def test_default_stream_is_stdout_at_write_time(capsys: pytest.CaptureFixture[st
     commands = WorkflowCommands()
     commands.notice("to stdout")
     assert capsys.readouterr().out == "::notice::to stdout\n"
+
+
+class TestFastPaths:
+    """Plain ASCII lines skip the per-character work; the result must be the same as the slow path."""
+
+    ALPHABET = "ab #[:]\t\n\r\x00\x1b\x85\u200b\u0301\u2028\u00a0é%"
+
+    def random_texts(self, count: int) -> list[str]:
+        import random
+
+        generator = random.Random(20261201)
+        texts = [
+            "".join(generator.choice(self.ALPHABET) for _ in range(generator.randint(0, 24)))
+            for _ in range(count)
+        ]
+        printable = "#[:] ab%"
+        texts += [
+            "".join(generator.choice(printable) for _ in range(generator.randint(0, 24)))
+            for _ in range(count)
+        ]
+        return texts + HOSTILE_TEXTS
+
+    def test_v1_breaking_matches_the_character_walk(self) -> None:
+        from odooops_action.github import commands
+
+        for text in self.random_texts(3000):
+            for line in text.splitlines() or [""]:
+                clean = strip_controls(line)
+                assert commands._break_v1_prefixes(clean) == commands._break_v1_prefixes_by_character(
+                    clean
+                ), line
+
+    def test_strip_controls_fast_path_changes_nothing_it_should_not(self) -> None:
+        for line in ["plain ascii ##[x] ::y::", "tab\there", "", "~!@#$%^&*()_+{}|:<>?"]:
+            assert strip_controls(line) == line
+        assert strip_controls("a\nb") == "ab"
+        assert strip_controls("a\nb", keep_newlines=True) == "a\nb"
+        assert strip_controls("a\x1b[31mb") == "ab"
+
+    def test_a_long_log_is_neutralised_quickly(self) -> None:
+        import time
+
+        text = "\n".join(f"[build] step {n}: compiling module_{n}.py ... ok" for n in range(100_000))
+        started = time.monotonic()
+        lines = neutralise(text)
+        elapsed = time.monotonic() - started
+        assert len(lines) == 100_000
+        assert elapsed < 0.6, f"{elapsed:.2f}s for 100,000 plain lines (the character walk takes ~1.3s)"
