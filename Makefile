@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: setup postgres test lint pytest demo stack bench clean
+.PHONY: setup postgres test lint pytest demo stack bench bench-claims clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ demo: setup
 stack: setup
 	$(PY) -m tests.devstack
 
+# The Action's performance budget: one table (BENCHMARKS.md).
 bench: setup
 	$(PY) bench/perf_budget.py
+
+# The worker's claim throughput/latency benchmark (BENCHMARKS.md, "Claiming").
+bench-claims: setup
 	$(PY) bench/claim_bench.py
 
 clean:

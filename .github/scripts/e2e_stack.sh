@@ -2,22 +2,24 @@
 # The `action` job of ci.yml: the local stack on the runner host, reachable from the Action's container.
 #
 #   e2e_stack.sh start          start `python -m tests.devstack`, forward its REST port to the Docker
-#                               bridge gateway, register a project + environment, export E2E_* to
-#                               $GITHUB_ENV for the `uses: ./` steps
+#                               bridge gateway (tcp_forward.py), register a project + environment,
+#                               export E2E_* to $GITHUB_ENV for the `uses: ./` steps
 #   e2e_stack.sh worker RUN_ID  start `odooops worker --once` in the background (host side, REST)
 #   e2e_stack.sh verify         check the steps' outputs (env) against the database
 #   e2e_stack.sh logs           print the stack's, the forwarder's and the worker's logs
 #   e2e_stack.sh stop           stop everything this script started (by pid)
 #
 # Why a forwarder: a container action runs on a Docker bridge network (the job's network when the
-# job has services, else the default `bridge`), where 127.0.0.1 is the container itself. The host
-# is the bridge's gateway, so the REST server (bound to 127.0.0.1 on the host) is forwarded there.
+# job has services, else the default `bridge`: actions/runner passes `--network` only when
+# job.container.network is set), where 127.0.0.1 is the container itself. The host is the bridge's
+# gateway, so tcp_forward.py forwards the REST server (bound to 127.0.0.1 on the host) there.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 state_dir="${RUNNER_TEMP:-/tmp}/odooops-e2e"
 python_bin="$repo_root/.venv/bin/python"
-forward_port=54321
+# Any free port on the gateway; E2E_FORWARD_PORT overrides it (tests/delivery rehearses this job).
+forward_port="${E2E_FORWARD_PORT:-54321}"
 
 die() {
     echo "::error::e2e: $*"
@@ -67,10 +69,13 @@ start() {
     [[ "$gateway" =~ ^[0-9.]+$ ]] || die "no IPv4 gateway for Docker network $network (got '$gateway')"
     rest_port="${SUPABASE_URL##*:}"
     rest_port="${rest_port%%/*}"
-    command -v socat >/dev/null || sudo apt-get install -y -qq --no-install-recommends socat >/dev/null
-    socat "TCP-LISTEN:$forward_port,bind=$gateway,reuseaddr,fork" "TCP:127.0.0.1:$rest_port" \
-        >"$state_dir/socat.log" 2>&1 &
-    echo $! >"$state_dir/socat.pid"
+    "$python_bin" "$repo_root/.github/scripts/tcp_forward.py" "$gateway" "$forward_port" 127.0.0.1 "$rest_port" \
+        >"$state_dir/forward.log" 2>&1 &
+    echo $! >"$state_dir/forward.pid"
+    wait_for_file "$state_dir/forward.log" "$!" 10 || {
+        cat "$state_dir/forward.log"
+        die "the forwarder did not start on $gateway:$forward_port"
+    }
 
     local project="e2e-${GITHUB_RUN_ID:-local}-${GITHUB_RUN_ATTEMPT:-1}" environment="ci"
     rest POST projects "{\"project_id\": \"$project\", \"name\": \"CI end-to-end\"}" >/dev/null
@@ -139,7 +144,7 @@ verify() {
 
 logs() {
     local name token
-    for name in devstack socat worker; do
+    for name in devstack forward worker; do
         if [[ -f "$state_dir/$name.log" ]]; then
             token="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
             echo "::group::$name.log"
@@ -155,7 +160,7 @@ logs() {
 
 stop() {
     local name pid
-    for name in worker socat devstack; do
+    for name in worker forward devstack; do
         [[ -f "$state_dir/$name.pid" ]] || continue
         pid="$(cat "$state_dir/$name.pid")"
         if kill -0 "$pid" 2>/dev/null; then

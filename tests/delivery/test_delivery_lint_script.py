@@ -113,3 +113,54 @@ def test_an_unknown_gate_is_refused_before_anything_runs(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "lint: FAILED gate shellcheck: unknown gate" in done.stderr
     assert done.stdout == ""
+
+
+def zizmor_stub(tree: Path) -> Path:
+    """A `zizmor` first on PATH that records its arguments and passes."""
+    bin_dir = tree / "stub-bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "zizmor"
+    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >>"$(dirname "$0")/calls"\n')
+    stub.chmod(0o755)
+    for path in (".github/workflows/ci.yml", "action.yml", ".github/dependabot.yml"):
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_text("name: x\n")
+    return bin_dir
+
+
+def run_zizmor_gate(tree: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "GH_TOKEN", "ZIZMOR_ONLINE")}
+    base["PATH"] = f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", str(tree / "scripts" / "lint.sh"), "zizmor"],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        check=False,
+        timeout=60,
+    )
+
+
+def test_zizmor_stays_offline_unless_asked(tmp_path: Path) -> None:
+    tree = scratch_tree(tmp_path, GOOD_MIGRATION)
+    bin_dir = zizmor_stub(tree)
+
+    done = run_zizmor_gate(tree, bin_dir, GITHUB_TOKEN="ghs_from_the_environment")
+
+    assert done.returncode == 0, done.stderr
+    assert (bin_dir / "calls").read_text().split()[0] == "--offline"
+    assert "(offline audits)" in done.stdout
+
+
+def test_zizmor_online_needs_a_token_and_then_drops_offline(tmp_path: Path) -> None:
+    tree = scratch_tree(tmp_path, GOOD_MIGRATION)
+    bin_dir = zizmor_stub(tree)
+
+    refused = run_zizmor_gate(tree, bin_dir, ZIZMOR_ONLINE="1")
+    online = run_zizmor_gate(tree, bin_dir, ZIZMOR_ONLINE="1", GH_TOKEN="ghs_test")
+
+    assert refused.returncode == 1
+    assert "ZIZMOR_ONLINE=1 needs a GitHub token in GH_TOKEN" in refused.stderr
+    assert online.returncode == 0, online.stderr
+    assert "--offline" not in (bin_dir / "calls").read_text()
+    assert "(online audits)" in online.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,22 @@ def test_ci_runs_the_action_from_the_checkout_in_every_mode() -> None:
     modes = [step["with"]["mode"] for step in ci["jobs"]["action"]["steps"] if step.get("uses") == "./"]
     assert set(modes) == {"create", "wait", "destroy"}
     assert "workflow_call" in ci["on"], "release.yml runs CI through workflow_call"
+
+
+def test_ci_runs_every_lint_gate_and_the_test_suite() -> None:
+    ci = load(REPO_ROOT / ".github" / "workflows" / "ci.yml")
+    listed = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "lint.sh"), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    gates_run: list[str] = []
+    for step in ci["jobs"]["lint"]["steps"]:
+        command = step.get("run", "")
+        if command.startswith("bash scripts/lint.sh "):
+            gates_run += command.split()[2:]
+    assert sorted(gates_run) == sorted(listed)
+    assert {"hadolint", "action-schema", "workflow-schema", "squawk", "zizmor", "mypy"} <= set(listed)
+    zizmor_step = next(
+        s for s in ci["jobs"]["lint"]["steps"] if s.get("run") == "bash scripts/lint.sh zizmor"
+    )
+    assert zizmor_step["env"]["ZIZMOR_ONLINE"] == "1"
+    assert [s["run"] for s in ci["jobs"]["tests"]["steps"] if "run" in s][-1] == "make pytest"
