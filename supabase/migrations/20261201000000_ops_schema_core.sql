@@ -12,8 +12,12 @@
 --   * errors use SQLSTATEs that PostgREST maps to HTTP statuses: PT404 -> 404 (missing run,
 --     project or environment), PT409 -> 409 (illegal state change), PT400 -> 400 (bad input).
 --
+--   * only finished runs can be deleted on their own (deleting a project or environment removes
+--     its runs); events are append-only and numbered by the database.
+--
 -- Security: RLS on every table with no policy (anon/authenticated see and write nothing);
--- `service_role` (BYPASSRLS) gets explicit grants, since BYPASSRLS does not imply privileges.
+-- `service_role` (BYPASSRLS) gets explicit grants, since BYPASSRLS does not imply privileges,
+-- and no write privilege on the counters (runs.event_seq, runs.attempt, run_events.seq).
 
 -- Fail fast instead of queueing behind a long lock (workers poll ops.runs constantly).
 set lock_timeout = '5s';
@@ -197,6 +201,17 @@ as $$
         || left(base_run_id.git_sha, 7)
 $$;
 
+create function ops.raise_run_not_found(run_id text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+    perform ops.raise_error('PT404', format('run %s not found', raise_run_not_found.run_id),
+        'Check the run id (format run-YYYYMMDD-HHMMSS-<sha7>); runs are listed in ops.runs.');
+end;
+$$;
+
 create function ops.require_run(run_id text)
 returns ops.runs
 language plpgsql
@@ -208,8 +223,7 @@ declare
 begin
     select * into found_run from ops.runs r where r.run_id = require_run.run_id;
     if not found then
-        perform ops.raise_error('PT404', format('run %s not found', require_run.run_id),
-            'Check the run id (format run-YYYYMMDD-HHMMSS-<sha7>); runs are listed in ops.runs.');
+        perform ops.raise_run_not_found(require_run.run_id);
     end if;
     return found_run;
 end;
@@ -259,7 +273,8 @@ begin
         old.queued_at, old.created_by, old.idempotency_key) then
         perform ops.raise_error('PT409',
             format('run %s: its identity (id, project, environment, workflow, commit, ref, queue time,'
-                || ' creator, idempotency key) cannot be changed', old.run_id));
+                || ' creator, idempotency key) cannot be changed', old.run_id),
+            'Queue a new run for another commit, ref, workflow or environment.');
     end if;
 
     if ops.is_terminal(old.status) then
@@ -306,7 +321,8 @@ begin
     elsif new.claimed_by is distinct from old.claimed_by and old.status in ('claimed', 'running') then
         perform ops.raise_error('PT409',
             format('run %s is claimed by %s and cannot be re-assigned to %s', old.run_id, old.claimed_by,
-                new.claimed_by));
+                new.claimed_by),
+            'Cancel the run, or requeue it (status queued) so that another worker can claim it.');
     end if;
     return new;
 end;
@@ -353,9 +369,13 @@ begin
 end;
 $$;
 
+-- SECURITY DEFINER: the event counter (ops.runs.event_seq) and run_events.seq are not writable
+-- by service_role (see Security below), so that no client can pick a number that would hide events
+-- from a reader's cursor; this trigger and ops.append_events are the only writers.
 create function ops.tg_run_events_sequence()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -365,10 +385,28 @@ begin
         update ops.runs r set event_seq = r.event_seq + 1 where r.run_id = new.run_id
         returning r.event_seq into new.seq;
         if not found then
-            perform ops.raise_error('PT404', format('run %s not found', new.run_id));
+            perform ops.raise_run_not_found(new.run_id);
         end if;
     end if;
     return new;
+end;
+$$;
+
+-- A worker may hold a queued, claimed or running run, and a waiter follows it: only a finished
+-- run can be deleted on its own. Deleting its project or environment (a deliberate teardown, at
+-- trigger depth 2 through the foreign key's cascade) removes the runs whatever their status.
+create function ops.tg_runs_before_delete()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if pg_trigger_depth() = 1 and not ops.is_terminal(old.status) then
+        perform ops.raise_error('PT409',
+            format('run %s is %s: only a finished run can be deleted', old.run_id, old.status),
+            format('Cancel it first (odooops destroy %s, or ops.cancel_run), then delete it.', old.run_id));
+    end if;
+    return old;
 end;
 $$;
 
@@ -383,6 +421,8 @@ create trigger runs_record_status after update of status on ops.runs
     execute function ops.tg_runs_record_status();
 create trigger run_events_sequence before insert on ops.run_events
     for each row execute function ops.tg_run_events_sequence();
+create trigger runs_before_delete before delete on ops.runs
+    for each row execute function ops.tg_runs_before_delete();
 
 -- ---------------------------------------------------------------------------------------------
 -- Operations (PostgREST: POST /rest/v1/rpc/<name>, Content-Profile: ops)
@@ -473,7 +513,8 @@ begin
         end if;
         suffix := suffix + 1;
         if suffix > 9999 then
-            perform ops.raise_error('PT409', format('more than 9999 runs of %s queued in one second', base_id));
+            perform ops.raise_error('PT409', format('more than 9999 runs of %s queued in one second', base_id),
+                'Retry in a second.');
         end if;
     end loop;
     -- Re-read: the insert trigger has since recorded the "Run queued" event (event_seq moved).
@@ -544,7 +585,7 @@ declare
 begin
     select * into the_run from ops.runs r where r.run_id = cancel_run.run_id for update;
     if not found then
-        perform ops.raise_error('PT404', format('run %s not found', cancel_run.run_id));
+        perform ops.raise_run_not_found(cancel_run.run_id);
     end if;
     if the_run.status = 'cancelled' then
         return jsonb_build_object('run', to_jsonb(the_run), 'outcome', 'already_cancelled');
@@ -552,11 +593,12 @@ begin
     if the_run.status in ('success', 'failed') then
         perform ops.raise_error('PT409',
             format('run %s already finished as %s at %s; a finished run cannot be cancelled',
-                the_run.run_id, the_run.status, the_run.finished_at));
+                the_run.run_id, the_run.status, the_run.finished_at),
+            'Nothing is left to stop; queue a new run (odooops create) to run it again.');
     end if;
     update ops.runs r
        set status = 'cancelled',
-           status_reason = 'by ' || coalesce(nullif(cancel_run.cancelled_by, ''), session_user::text)
+           status_reason = 'by ' || coalesce(nullif(cancel_run.cancelled_by, ''), current_user::text)
                || coalesce(' (' || nullif(cancel_run.reason, '') || ')', '')
      where r.run_id = cancel_run.run_id
     returning * into the_run;
@@ -603,7 +645,8 @@ begin
     perform ops.raise_error('PT409',
         format('run %s is %s (claimed by %s), so worker %s cannot %s it',
             the_run.run_id, the_run.status, coalesce(the_run.claimed_by, 'nobody'), not_held_by.worker_id,
-            not_held_by.wanted));
+            not_held_by.wanted),
+        'Only the worker that claimed a run can start or finish it; claim another run.');
 end;
 $$;
 
@@ -686,9 +729,11 @@ begin
 end;
 $$;
 
+-- SECURITY DEFINER: it moves the event counter and writes seq, which service_role cannot.
 create function ops.append_events(run_id text, events jsonb)
 returns bigint
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -713,7 +758,7 @@ begin
     update ops.runs r set event_seq = r.event_seq + event_count where r.run_id = append_events.run_id
     returning r.event_seq into last_seq;
     if not found then
-        perform ops.raise_error('PT404', format('run %s not found', append_events.run_id));
+        perform ops.raise_run_not_found(append_events.run_id);
     end if;
     insert into ops.run_events (run_id, seq, level, message, payload)
     select append_events.run_id, last_seq - event_count + e.ordinality,
@@ -813,7 +858,19 @@ revoke all on all tables in schema ops from public, anon, authenticated;
 revoke all on all functions in schema ops from public, anon, authenticated;
 
 grant usage on schema ops to service_role;
-grant select, insert, update, delete on all tables in schema ops to service_role;
+grant select, insert, update, delete on ops.projects, ops.environments, ops.artifacts to service_role;
+-- Column privileges close what the triggers cannot tell apart from the functions' own writes:
+-- the counters event_seq (the events' sequence) and attempt (claims, for max_attempts) are moved
+-- only by the database; identity columns stay writable so that the guard explains its refusal.
+grant select, insert, delete on ops.runs to service_role;
+grant update (run_id, project_id, env_id, workflow_type, git_sha, git_ref, queued_at, created_by,
+              idempotency_key, status, claimed_by, claimed_at, started_at, finished_at, heartbeat_at,
+              exit_code, status_reason, metadata)
+    on ops.runs to service_role;
+-- Events are an append-only log numbered by the database: insert without seq, never edit or
+-- delete (they go with their run).
+grant select on ops.run_events to service_role;
+grant insert (run_id, level, message, payload) on ops.run_events to service_role;
 grant execute on function
     ops.create_run(text, text, text, text, text, text, text, jsonb),
     ops.poll_run(text, bigint, integer),
@@ -829,6 +886,7 @@ grant execute on function
     ops.is_terminal(text),
     ops.allowed_transition(text, text),
     ops.base_run_id(text, timestamptz),
+    ops.raise_run_not_found(text),
     ops.require_run(text),
     ops.existing_run_for_key(ops.runs, text, text, text, text),
     ops.not_held_by(ops.runs, text, text)

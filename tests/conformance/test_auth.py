@@ -96,11 +96,37 @@ def test_insufficient_privilege_is_401_without_jwt(bare: httpx.Client, devstack:
     assert response.json()["code"] == "42501"
 
 
-def test_insufficient_privilege_is_403_with_jwt(bare: httpx.Client, devstack: DevStack) -> None:
+# PostgREST decides 401 or 403 by the request's role, not by whether a JWT came with it:
+# ``PgError (Just authRole /= configDbAnonRole)`` in its App.hs; AuthSpec "hides tables from users
+# with JWT that contain no claims about role" expects 401 with a JWT. So Supabase's anon key, a
+# JWT of role anon, gets 401 on a table it has no privilege on, and a logged-in user gets 403.
+def test_insufficient_privilege_is_401_for_the_anon_role_even_with_a_jwt(
+    bare: httpx.Client, devstack: DevStack
+) -> None:
     anon = devstack.anon_key
     response = bare.get("/tasks", headers={**PROFILE, "apikey": anon, "Authorization": f"Bearer {anon}"})
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["code"] == "42501"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_insufficient_privilege_is_401_for_a_jwt_without_a_role(
+    bare: httpx.Client, devstack: DevStack
+) -> None:
+    token = mint_jwt({"sub": "u-1", "exp": int(time.time()) + 60}, devstack.keys.jwt_secret)
+    response = bare.get(
+        "/tasks", headers={**PROFILE, "apikey": devstack.anon_key, "Authorization": f"Bearer {token}"}
+    )
+    assert (response.status_code, response.json()["code"]) == (401, "42501")
+
+
+def test_insufficient_privilege_is_403_for_another_role(bare: httpx.Client, devstack: DevStack) -> None:
+    token = mint_jwt({"role": "authenticated", "exp": int(time.time()) + 60}, devstack.keys.jwt_secret)
+    response = bare.get(
+        "/tasks", headers={**PROFILE, "apikey": devstack.anon_key, "Authorization": f"Bearer {token}"}
+    )
+    assert (response.status_code, response.json()["code"]) == (403, "42501")
+    assert "WWW-Authenticate" not in response.headers
 
 
 def test_rls_without_policy_hides_rows_from_anon(bare: httpx.Client, devstack: DevStack) -> None:

@@ -187,7 +187,9 @@ class Preferences:
 class AuthContext:
     role: str
     claims: dict[str, Any]
-    authenticated: bool  # PostgREST's "authed": a JWT reached it (42501 → 403 instead of 401)
+    # PostgREST's "authed": the request runs as another role than the anonymous one (42501 → 403
+    # instead of 401). Decided by the role, not by the presence of a JWT: the anon key is a JWT.
+    authenticated: bool
 
 
 @dataclass
@@ -375,10 +377,12 @@ class RestApi:
         authorization = request.header("authorization")
         if authorization and authorization[:7].lower() == "bearer ":
             claims = self._verify_bearer(authorization[7:].strip())
-            return AuthContext(str(claims.get("role") or self.anon_role), claims, True)
+            role = str(claims.get("role") or self.anon_role)
+            return AuthContext(role, claims, role != self.anon_role)
         if opaque_role is not None:
             # The Supabase gateway swaps an opaque key for a short-lived JWT of its role.
-            return AuthContext(opaque_role, {"role": opaque_role, "iss": "supabase"}, True)
+            claims = {"role": opaque_role, "iss": "supabase"}
+            return AuthContext(opaque_role, claims, opaque_role != self.anon_role)
         return AuthContext(self.anon_role, {"role": self.anon_role}, False)
 
     def _check_apikey(self, apikey: str) -> str | None:

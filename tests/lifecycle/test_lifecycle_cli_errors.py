@@ -143,7 +143,10 @@ def test_destroying_a_finished_run_is_refused(
     assert (result.returncode, result.stdout) == (1, "")
     line = only_error(result)
     assert line.startswith(f"error: run {run.run_id} already finished as {status} at ")
-    assert line.endswith("a finished run cannot be cancelled")
+    assert line.endswith(
+        "a finished run cannot be cancelled. "
+        "Nothing is left to stop; queue a new run (odooops create) to run it again."
+    )
 
 
 def test_destroying_a_cancelled_run_again_succeeds_and_says_so(

@@ -30,3 +30,26 @@ def test_the_users_statement_timeout_wins_over_the_default(pg_dsn: str) -> None:
         row = store.connection().execute("select current_setting('statement_timeout') as timeout").fetchone()
 
     assert row == {"timeout": "5s"}
+
+
+def test_a_dead_server_is_noticed_without_waiting_for_the_kernel(pg_dsn: str) -> None:
+    """statement_timeout runs on the server: if the server or the network dies mid-call, only
+    TCP keepalives and tcp_user_timeout on our side end the wait (Linux would take ~15 minutes)."""
+    with PgStore(pg_dsn, connect_timeout=10) as store:
+        parameters = store.connection().info.get_parameters()
+
+    assert parameters["keepalives"] == "1"
+    assert (
+        int(parameters["keepalives_idle"])
+        + int(parameters["keepalives_interval"]) * int(parameters["keepalives_count"])
+        <= 30
+    )
+    assert 0 < int(parameters["tcp_user_timeout"]) <= 30_000
+
+
+def test_the_users_keepalive_settings_win(pg_dsn: str) -> None:
+    separator = "&" if "?" in pg_dsn else "?"
+    with PgStore(f"{pg_dsn}{separator}keepalives_idle=99&tcp_user_timeout=1234") as store:
+        parameters = store.connection().info.get_parameters()
+
+    assert (parameters["keepalives_idle"], parameters["tcp_user_timeout"]) == ("99", "1234")

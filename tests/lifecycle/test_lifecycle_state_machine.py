@@ -147,6 +147,7 @@ def test_setting_the_same_status_changes_nothing(writer: str, status: str, bench
 
 
 # One new value per column: identity columns, claim and timing columns, results, metadata.
+# (The counters attempt and event_seq are not writable at all: test_lifecycle_tampering.py.)
 TERMINAL_EDITS: list[tuple[str, Any]] = [
     ("git_ref", "tampered"),
     ("git_sha", "f" * 40),
@@ -156,7 +157,6 @@ TERMINAL_EDITS: list[tuple[str, Any]] = [
     ("started_at", "2001-01-01T00:00:00Z"),
     ("finished_at", "2001-01-01T00:00:00Z"),
     ("heartbeat_at", "2001-01-01T00:00:00Z"),
-    ("attempt", 7),
     ("exit_code", 99),
     ("status_reason", "rewritten history"),
     ("metadata", psycopg.types.json.Jsonb({"tampered": True})),
