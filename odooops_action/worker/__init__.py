@@ -85,7 +85,8 @@ Stopping the worker (SIGTERM / SIGINT)
     requeuing: the run was started, so its command may have had side effects (half a deploy) that
     an automatic second attempt could repeat; someone deliberately stopped the worker and can queue
     the run again, and workers have no SQL function to give a run back. ``recover_stalled_runs``
-    requeues only when a worker vanished without a word. A second signal skips the grace. The
+    requeues only when a worker vanished without a word. A second signal skips the grace (the
+    reason then says so); signals that arrive while the worker is stopping only hurry it. The
     worker exits 0. Recording the outcome is tried for at most 10 s past both graces.
 
 ``--once``

@@ -96,6 +96,7 @@ class RunExecution:
         self._exited_at: float | None = None
         self._returncode: int | None = None
         self._leftovers_killed = False
+        self._cut_short_by_signal = False
         self._next_heartbeat = 0.0
         self._next_check = 0.0
         self._next_artifacts = 0.0
@@ -292,6 +293,7 @@ class RunExecution:
             and self._returncode is None
             and shutdown.grace_expired(self._options.shutdown_grace)
         ):
+            self._cut_short_by_signal = shutdown.forced
             self._stop("shutdown", f"the worker was asked to stop ({shutdown.signal_name})")
         if self._stop_reason is None:
             return
@@ -322,11 +324,8 @@ class RunExecution:
         if self._stop_reason in ("cancelled", "lost"):
             return self._stopped(exit_code, how)
         if self._stop_reason == "shutdown":
-            grace = self._options.shutdown_grace
-            why = (
-                f"worker {self._worker_id} was stopped ({self._ctx.shutdown.signal_name}) and the command "
-                f"did not finish within --shutdown-grace {grace:g}s; it {how}"
-            )
+            stopped = f"worker {self._worker_id} was stopped ({self._ctx.shutdown.signal_name})"
+            why = f"{stopped} and {self._cut_short()}; it {how}"
             self._events.note("error", f"Run failed: {why}", kind="worker_shutdown", exit_code=exit_code)
             self._record_events()
             return self._finish("failed", exit_code, why)
@@ -336,6 +335,11 @@ class RunExecution:
         self._record_failure(exit_code, how)
         self._record_events()
         return self._finish("failed", exit_code, f"the command {how}")
+
+    def _cut_short(self) -> str:
+        if self._cut_short_by_signal:
+            return "a second signal ended its grace period"
+        return f"the command did not finish within --shutdown-grace {self._options.shutdown_grace:g}s"
 
     def _stopped(self, exit_code: int, how: str) -> str:
         level = "info" if self._stop_reason == "cancelled" else "warn"

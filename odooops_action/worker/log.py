@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -40,6 +41,8 @@ class WorkerLog:
         parts.extend(f"{key}={format_value(value)}" for key, value in merged.items())
         line = " ".join(parts) + "\n"
         stream = self._stream or sys.stderr
-        with self._lock:
+        # A log nobody reads any more (closed pipe, full disk) must not stop the runs: the
+        # database holds their record.
+        with self._lock, contextlib.suppress(OSError, ValueError):
             stream.write(line)
             stream.flush()

@@ -31,8 +31,25 @@ def run_worker(ctx: WorkerContext, open_store: StoreOpener, listen_dsn: str | No
     slots = [
         Slot(ctx, worker_id, store, lookup) for worker_id, (store, lookup) in zip(ids, stores, strict=True)
     ]
-    results: dict[str, int] = {}
     previous = _install_signal_handlers(ctx)
+    try:
+        code = _supervise(ctx, log, slots, stores, listener)
+        log("worker_stopped", exit_code=code, runs=sum(slot.processed for slot in slots))
+        return code
+    finally:
+        # Last: until the worker has stopped, a further signal only hurries it.
+        _restore_signal_handlers(previous)
+
+
+def _supervise(
+    ctx: WorkerContext,
+    log: Callable[..., None],
+    slots: list[Slot],
+    stores: list[tuple[RunStore, ClaimedRunsLookup | None]],
+    listener: PgListener | None,
+) -> int:
+    """Run the slots on threads until they end; the highest slot exit code."""
+    results: dict[str, int] = {}
     log(
         "worker_started",
         slots=len(slots),
@@ -50,15 +67,12 @@ def run_worker(ctx: WorkerContext, open_store: StoreOpener, listen_dsn: str | No
             thread.start()
         _wait_for(threads, ctx, log)
     finally:
-        _restore_signal_handlers(previous)
         if listener is not None:
             listener.stop()
         for store, _ in stores:
             with contextlib.suppress(Exception):
                 store.close()
-    code = max(results.values(), default=0)
-    log("worker_stopped", exit_code=code, runs=sum(slot.processed for slot in slots))
-    return code
+    return max(results.values(), default=0)
 
 
 def _run_slot(slot: Slot, results: dict[str, int]) -> None:
@@ -102,5 +116,9 @@ def _install_signal_handlers(ctx: WorkerContext) -> dict[signal.Signals, _Handle
 
 
 def _restore_signal_handlers(previous: dict[signal.Signals, _Handler]) -> None:
+    """Put the previous handlers back, except that a default one (die, or KeyboardInterrupt) now
+    ignores the signal: the worker has stopped cleanly, and a late second Ctrl-C or SIGTERM must
+    not turn its exit into a death by signal or a traceback."""
     for sig, handler in previous.items():
-        signal.signal(sig, handler)
+        default = handler in (signal.SIG_DFL, signal.default_int_handler)
+        signal.signal(sig, signal.SIG_IGN if default else handler)

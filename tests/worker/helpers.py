@@ -79,6 +79,17 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def fresh_connection(dsn: str) -> psycopg.Connection[Any]:
+    return wait_until(lambda: _try_connect(dsn), 30, "the database to accept connections")
+
+
+def _try_connect(dsn: str) -> psycopg.Connection[Any] | None:
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+    except psycopg.OperationalError:
+        return None
+
+
 def wait_status(
     db: psycopg.Connection[Any], run_id: str, statuses: set[str], timeout: float
 ) -> dict[str, Any]:

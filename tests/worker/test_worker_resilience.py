@@ -13,6 +13,7 @@ import pytest
 from tests.devstack import DevStack
 from tests.worker.helpers import (
     WorkerFactory,
+    fresh_connection,
     kill_group,
     output_lines,
     process_gone,
@@ -136,17 +137,6 @@ def test_sigterm_past_the_grace_fails_the_run_and_kills_its_processes(
     assert "SIGINT" in run["status_reason"]
     assert "--shutdown-grace 1s" in run["status_reason"]
     assert run["exit_code"] == 128 + signal.SIGTERM
-
-
-def fresh_connection(dsn: str) -> psycopg.Connection[Any]:
-    return wait_until(lambda: _try_connect(dsn), 30, "the database to accept connections")
-
-
-def _try_connect(dsn: str) -> psycopg.Connection[Any] | None:
-    try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=2)
-    except psycopg.OperationalError:
-        return None
 
 
 def test_idle_worker_survives_a_database_restart_and_dropped_connections(

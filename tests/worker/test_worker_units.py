@@ -163,3 +163,13 @@ def test_log_lines_are_key_value() -> None:
     assert line.count("\n") == 1
     assert ' level=info worker=w-1 action=claimed run=run-1 reason="two words" empty=-' in line
     assert format_value('say "hi"') == '"say \\"hi\\""'
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_log_nobody_reads_does_not_stop_the_worker() -> None:
+    # The worker's stderr pipe closed (its supervisor died): the runs go on, recorded in the database.
+    WorkerLog(BrokenStream())("claimed", run="run-1")
