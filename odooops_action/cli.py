@@ -303,3 +303,7 @@ def _note(text: str) -> None:
 
 def _print_error(error: OdooOpsError) -> None:
     _note("error: " + " ".join(str(error).split()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

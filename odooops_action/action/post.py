@@ -41,7 +41,7 @@ def run_post(
         commands.error(str(exc), title="OdooOps post step")
         return 1
     commands.info(f"The main step was stopped while following run {run_id}: cancelling it.")
-    with closing(store_opener(url, key, POST_TIMEOUT_SECONDS, POST_RETRIES)) as store:
+    with closing(store_opener(url, key, POST_TIMEOUT_SECONDS, POST_RETRIES, "supabase_key")) as store:
         report = cancel_safely(
             store,
             run_id,

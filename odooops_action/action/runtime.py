@@ -26,16 +26,23 @@ REQUEST_RETRIES = 3
 ABORT_CANCEL_TIMEOUT_SECONDS = 3.0
 ABORT_CANCEL_RETRIES = 1
 
-StoreOpener = Callable[[str, str, float, int], RunStore]
+# (url, key, request timeout, retries, where the key came from — named in an authentication error)
+StoreOpener = Callable[[str, str, float, int, str], RunStore]
 
 
-def open_rest_store(url: str, key: str, timeout_seconds: float, max_retries: int) -> RunStore:
+def open_rest_store(
+    url: str, key: str, timeout_seconds: float, max_retries: int, key_source: str
+) -> RunStore:
     """A ``RestStore`` for the validated URL and key (imported here: only modes that talk need it)."""
     from odooops_action.config import ConnectionSettings
     from odooops_action.store.factory import open_store
 
     settings = ConnectionSettings(
-        supabase_url=url, supabase_key=key, timeout_seconds=timeout_seconds, max_retries=max_retries
+        supabase_url=url,
+        supabase_key=key,
+        timeout_seconds=timeout_seconds,
+        max_retries=max_retries,
+        key_variable=key_source,
     )
     return open_store(settings, prefer="rest")
 
@@ -57,7 +64,10 @@ class ActionContext:
         self, timeout_seconds: float = REQUEST_TIMEOUT_SECONDS, max_retries: int = REQUEST_RETRIES
     ) -> RunStore:
         key = self.settings.supabase_key.get_secret_value()
-        return self.store_opener(self.settings.supabase_url, key, timeout_seconds, max_retries)
+        settings = self.settings
+        return self.store_opener(
+            settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source
+        )
 
     def redact(self, text: str) -> str:
         """``text`` without any secret (a remote event could quote one; summaries are not masked)."""

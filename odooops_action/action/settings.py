@@ -144,6 +144,7 @@ class ActionSettings:
     annotate_levels: frozenset[str] = frozenset({"warn", "error"})
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    key_source: str = "supabase_key"  # where the key came from, named in an authentication error
 
     @property
     def waits(self) -> bool:
@@ -175,6 +176,7 @@ class _Reader:
         self._inputs = inputs
         self._environ = environ
         self.problems: list[str] = []
+        self.key_source = label("supabase_key")
 
     def raw(self, name: str) -> str:
         return self._inputs.get(name, "").strip()
@@ -229,6 +231,7 @@ class _Reader:
         if self.problems:
             raise InvalidInputsError(self.problems)
         values["supabase_key"] = Secret(values["supabase_key"])
+        values["key_source"] = self.key_source
         return ActionSettings(**values)
 
     def _create_inputs(self) -> dict[str, Any]:
@@ -280,6 +283,7 @@ class _Reader:
         except ConfigError as exc:
             self.problems.append(str(exc))
             return None
+        self.key_source = key_name
         return key
 
 

@@ -177,6 +177,14 @@ immutable
 set search_path = ''
 as $$ select is_terminal.status in ('success', 'failed', 'cancelled') $$;
 
+-- Timestamps in messages: one readable form whatever the session's DateStyle or TimeZone.
+create function ops.utc_text(at timestamptz)
+returns text
+language sql
+stable
+set search_path = ''
+as $$ select to_char(utc_text.at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC' $$;
+
 create function ops.allowed_transition(from_status text, to_status text)
 returns boolean
 language sql
@@ -286,7 +294,7 @@ begin
             old.attempt, old.exit_code, old.status_reason, old.metadata) then
             perform ops.raise_error('PT409',
                 format('run %s is already %s (finished at %s): a finished run cannot be changed',
-                    old.run_id, old.status, old.finished_at),
+                    old.run_id, old.status, ops.utc_text(old.finished_at)),
                 'Queue a new run instead.');
         end if;
         return new;
@@ -593,8 +601,8 @@ begin
     if the_run.status in ('success', 'failed') then
         perform ops.raise_error('PT409',
             format('run %s already finished as %s at %s; a finished run cannot be cancelled',
-                the_run.run_id, the_run.status, the_run.finished_at),
-            'Nothing is left to stop; queue a new run (odooops create) to run it again.');
+                the_run.run_id, the_run.status, ops.utc_text(the_run.finished_at)),
+            'Nothing is left to stop; queue a new run to run it again.');
     end if;
     update ops.runs r
        set status = 'cancelled',
@@ -827,7 +835,7 @@ begin
          for update skip locked
     loop
         why := format('worker %s sent no heartbeat for %ss (last at %s) during attempt %s of %s',
-            stalled.claimed_by, recover_stalled_runs.lease_seconds, stalled.heartbeat_at, stalled.attempt,
+            stalled.claimed_by, recover_stalled_runs.lease_seconds, ops.utc_text(stalled.heartbeat_at), stalled.attempt,
             recover_stalled_runs.max_attempts);
         if stalled.attempt >= recover_stalled_runs.max_attempts then
             update ops.runs r set status = 'failed', status_reason = why || '; no attempts left'
@@ -884,6 +892,7 @@ grant execute on function
     ops.recover_stalled_runs(integer, integer),
     ops.raise_error(text, text, text),
     ops.is_terminal(text),
+    ops.utc_text(timestamptz),
     ops.allowed_transition(text, text),
     ops.base_run_id(text, timestamptz),
     ops.raise_run_not_found(text),

@@ -9,6 +9,8 @@ import psycopg
 import pytest
 from action_harness import FakeWorker, Workspace, load_manifest, queue_run, run_row
 
+from tests.devstack.keys import mint_jwt
+
 DECLARED_OUTPUTS = set(load_manifest()["outputs"])
 
 
@@ -299,6 +301,25 @@ def test_wrong_key_fails_with_the_servers_reason(
     (error,) = result.annotations("error")
     assert "anon" in error.data
     assert result.outputs == {}
+
+
+def test_a_refused_key_is_named_by_the_input_it_came_from(workspace: Workspace, rest_url: str) -> None:
+    forged = mint_jwt({"role": "service_role", "iss": "supabase"}, "not-the-stack-secret")
+    result = workspace.run(
+        {
+            "supabase_url": rest_url,
+            "supabase_key": forged,
+            "mode": "destroy",
+            "run_id": "run-20200101-000000-abcdef0",
+        }
+    )
+
+    assert result.exit_code == 1
+    (error,) = result.annotations("error")
+    assert "401" in error.data
+    assert "supabase_key (INPUT_SUPABASE_KEY)" in error.data
+    assert "SUPABASE_SERVICE_ROLE_KEY" not in error.data
+    assert forged not in result.visible_log + result.stderr + error.data
 
 
 @pytest.mark.parametrize("mode", ["create", "wait", "destroy"])

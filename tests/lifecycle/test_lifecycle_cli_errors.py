@@ -144,8 +144,7 @@ def test_destroying_a_finished_run_is_refused(
     line = only_error(result)
     assert line.startswith(f"error: run {run.run_id} already finished as {status} at ")
     assert line.endswith(
-        "a finished run cannot be cancelled. "
-        "Nothing is left to stop; queue a new run (odooops create) to run it again."
+        "a finished run cannot be cancelled. Nothing is left to stop; queue a new run to run it again."
     )
 
 

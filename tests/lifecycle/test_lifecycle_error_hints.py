@@ -59,7 +59,7 @@ def test_cancelling_a_finished_run_says_there_is_nothing_to_stop(
 ) -> None:
     run = run_in_status(pg_store, project, status)
     error = refusal(lambda: backend.store.cancel_run(run.run_id), StateConflictError)
-    assert error.hint == "Nothing is left to stop; queue a new run (odooops create) to run it again."
+    assert error.hint == "Nothing is left to stop; queue a new run to run it again."
 
 
 def test_a_worker_that_does_not_hold_the_run_is_told_to_claim_another(
