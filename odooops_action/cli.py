@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError
 from odooops_action.validation import (
+    parse_poll_interval,
     parse_positive_seconds,
     validate_env_id,
     validate_git_ref,
@@ -157,7 +158,7 @@ def _wait(options: argparse.Namespace) -> int:
 
     run_id = validate_run_id(options.run_id)
     timeout = parse_positive_seconds(options.max_wait_seconds, "max_wait_seconds")
-    interval = parse_positive_seconds(options.sleep_seconds, "sleep_seconds")
+    interval = parse_poll_interval(options.sleep_seconds, "sleep_seconds")
     schedule = PollSchedule.for_interval(interval)
     with _connected(options) as store:
         _note(f"Waiting for run {run_id} to complete (timeout: {timeout:.15g}s)...")

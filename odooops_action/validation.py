@@ -107,8 +107,13 @@ def validate_idempotency_key(value: str, name: str = "idempotency_key") -> str:
     return value
 
 
-def parse_positive_seconds(value: str | float, name: str) -> float:
-    """A finite number of seconds greater than zero, from text (``"1200"``, ``"2.5"``) or a number."""
+# The fastest a waiter may poll: the adaptive schedule's floor. Faster only loads the server.
+MIN_POLL_INTERVAL_SECONDS = 0.2
+
+
+def parse_positive_seconds(value: str | float, name: str, *, minimum: float = 0.0) -> float:
+    """A finite number of seconds greater than zero (and at least ``minimum``), from text
+    (``"1200"``, ``"2.5"``) or a number."""
     text = value.strip() if isinstance(value, str) else value
     try:
         seconds = float(text)
@@ -116,4 +121,13 @@ def parse_positive_seconds(value: str | float, name: str) -> float:
         raise InputError(f"{name} must be a number of seconds, got {_shown(str(value))}.") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise InputError(f"{name} must be a positive number of seconds, got {_shown(str(value))}.")
+    if seconds < minimum:
+        raise InputError(
+            f"{name} must be at least {minimum:g} seconds (polling faster only loads the server), "
+            f"got {_shown(str(value))}."
+        )
     return seconds
+
+
+def parse_poll_interval(value: str | float, name: str) -> float:
+    return parse_positive_seconds(value, name, minimum=MIN_POLL_INTERVAL_SECONDS)

@@ -26,6 +26,7 @@ from odooops_action.config import KEY_VARIABLES, check_service_key, normalize_su
 from odooops_action.domain import EVENT_LEVELS, WorkflowType
 from odooops_action.errors import ConfigError, InputError
 from odooops_action.validation import (
+    parse_poll_interval,
     parse_positive_seconds,
     validate_env_id,
     validate_git_ref,
@@ -208,7 +209,7 @@ class _Reader:
             "env_id": self.parse("env_id", _or_default("dev", validate_env_id)),
             "wait": self.parse("wait", _boolean(False)),
             "timeout_seconds": self.parse("timeout_seconds", _seconds(1200.0)),
-            "poll_interval_seconds": self.parse("poll_interval_seconds", _seconds(5.0)),
+            "poll_interval_seconds": self.parse("poll_interval_seconds", _seconds(5.0, parse_poll_interval)),
             "cancel_on_timeout": self.parse("cancel_on_timeout", _boolean(False)),
             "cancel_on_abort": self.parse("cancel_on_abort", _boolean(True)),
             "check_run": self.parse("check_run", _boolean(False)),
@@ -320,8 +321,10 @@ def _boolean(default: bool) -> Callable[[str, str], bool]:
     return lambda value, name: parse_boolean(value, name, default)
 
 
-def _seconds(default: float) -> Callable[[str, str], float]:
-    return lambda value, name: parse_positive_seconds(value, name) if value else default
+def _seconds(
+    default: float, parse: Callable[[str, str], float] = parse_positive_seconds
+) -> Callable[[str, str], float]:
+    return lambda value, name: parse(value, name) if value else default
 
 
 def _or_default(default: str, parser: Callable[[str, str], str]) -> Callable[[str, str], str]:

@@ -42,6 +42,9 @@ from odooops_action.store.retry import RetryPolicy
 
 # Calls a second time are no-ops or return the same answer (start/finish recognise their own
 # retried call); claim, append and add_artifact are not, and create only with an idempotency key.
+# Errors after which the server has rolled the statement back (timeouts, lock waits, serialization):
+# nothing was applied, unlike a lost connection.
+_ROLLED_BACK = frozenset({"57014", "55P03", "40001", "40P01"})
 _SAFE_TO_REPEAT = frozenset({"poll_run", "cancel_run", "start_run", "heartbeat_run", "finish_run"})
 
 Row = dict[str, Any]
@@ -148,17 +151,19 @@ class PgStore:
                 self.connection()  # connecting is always safe to retry: nothing was sent
                 sent = True
                 return attempt()
-            except TransientError:
+            except TransientError as exc:
                 if sent and not repeat:
                     raise
-                last: Exception = TransientError(f"could not reach PostgreSQL for ops.{what}")
+                last: Exception = exc
             except psycopg.OperationalError as exc:
-                self.close()
-                if sent and not repeat:
-                    raise TransientError(
-                        f"the connection to PostgreSQL was lost during ops.{what}; it may or may not have "
-                        "been applied — check the run before repeating it."
-                    ) from exc
+                if exc.sqlstate not in _ROLLED_BACK:
+                    # The connection is gone: a call already sent may or may not have been applied.
+                    self.close()
+                    if sent and not repeat:
+                        raise TransientError(
+                            f"the connection to PostgreSQL was lost during ops.{what}; it may or may not "
+                            "have been applied — check the run before repeating it."
+                        ) from exc
                 last = exc
             except psycopg.Error as exc:
                 raise _error_from_database(exc) from exc
@@ -167,8 +172,7 @@ class PgStore:
                 if isinstance(last, OdooOpsError):
                     raise last
                 raise TransientError(
-                    f"PostgreSQL stayed unreachable for ops.{what} after {retry_number} attempts: "
-                    f"{_first_line(str(last))}"
+                    f"ops.{what} did not complete after {retry_number} attempts: {_first_line(str(last))}"
                 ) from last
             self._retry.wait(retry_number)
 

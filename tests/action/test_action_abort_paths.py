@@ -60,7 +60,7 @@ def step(workspace: Workspace) -> tuple[dict[str, str], WorkflowCommands]:
             "run_id": RUN_ID,
             "supabase_url": "http://127.0.0.1:9",
             "supabase_key": "sb_secret_" + "k" * 30,
-            "poll_interval_seconds": "0.05",
+            "poll_interval_seconds": "0.2",
         }
     )
     return env, WorkflowCommands()

@@ -102,6 +102,10 @@ def test_run_id_is_required_to_wait_or_destroy(
             {"poll_interval_seconds": "nan"},
             "poll_interval_seconds (INPUT_POLL_INTERVAL_SECONDS) must be a positive",
         ),
+        (
+            {"poll_interval_seconds": "0.01"},
+            "poll_interval_seconds (INPUT_POLL_INTERVAL_SECONDS) must be at least 0.2 seconds",
+        ),
         ({"wait": "yes"}, "wait (INPUT_WAIT) must be true or false"),
         ({"cancel_on_abort": "1"}, "cancel_on_abort (INPUT_CANCEL_ON_ABORT) must be true or false"),
         ({"check_run": "tRuE"}, "check_run (INPUT_CHECK_RUN) must be true or false"),

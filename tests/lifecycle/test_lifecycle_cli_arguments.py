@@ -82,6 +82,11 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
         "sleep_seconds must be a positive number of seconds, got '0'",
     ),
     ("infinite interval", ["wait", RUN, "60", "inf"], "sleep_seconds must be a positive number of seconds"),
+    (
+        "interval below the polling floor",
+        ["wait", RUN, "60", "0.01"],
+        "sleep_seconds must be at least 0.2 seconds (polling faster only loads the server), got '0.01'",
+    ),
     ("too many for wait", ["wait", RUN, "60", "5", "7"], "unrecognized arguments: 7"),
     ("too few for destroy", ["destroy"], "the following arguments are required: run_id"),
     ("no command", [], "the following arguments are required: command"),
