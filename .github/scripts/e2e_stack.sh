@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The `action` job of ci.yml: the local stack on the runner host, reachable from the Action's container.
 #
-#   e2e_stack.sh start          start `python -m tests.devstack`, forward its REST port to the Docker
-#                               bridge gateway (tcp_forward.py), register a project + environment,
-#                               export E2E_* to $GITHUB_ENV for the `uses: ./` steps
+#   e2e_stack.sh start          start `python -m tests.devstack` on the PostgreSQL of E2E_DATABASE_URL
+#                               (ci.yml: the postgres service; unset: a throwaway cluster), forward
+#                               its REST port to the Docker bridge gateway (tcp_forward.py), register
+#                               a project + environment, export E2E_* to $GITHUB_ENV for `uses: ./`
 #   e2e_stack.sh worker RUN_ID  start `odooops worker --once` in the background (host side, REST)
 #   e2e_stack.sh verify         check the steps' outputs (env) against the database
 #   e2e_stack.sh logs           print the stack's, the forwarder's and the worker's logs
-#   e2e_stack.sh stop           stop everything this script started (by pid)
+#   e2e_stack.sh stop           stop everything this script started (by pid); the database server,
+#                               when given, is the job's and stays
 #
 # Why a forwarder: a container action runs on a Docker bridge network (the job's network when the
 # job has services, else the default `bridge`: actions/runner passes `--network` only when
@@ -55,7 +57,15 @@ wait_for_file() {
 start() {
     mkdir -p "$state_dir"
     cd "$repo_root"
-    "$python_bin" -m tests.devstack --env-file "$state_dir/devstack.env" >"$state_dir/devstack.log" 2>&1 &
+    local database_args=()
+    if [[ -n "${E2E_DATABASE_URL:-}" ]]; then
+        database_args=(--database-url "$E2E_DATABASE_URL")
+        echo "database: ${E2E_DATABASE_URL%%://*}://${E2E_DATABASE_URL#*@} (given)"
+    else
+        echo "database: a throwaway PostgreSQL cluster (E2E_DATABASE_URL is not set)"
+    fi
+    "$python_bin" -m tests.devstack --env-file "$state_dir/devstack.env" "${database_args[@]}" \
+        >"$state_dir/devstack.log" 2>&1 &
     echo $! >"$state_dir/devstack.pid"
     wait_for_file "$state_dir/devstack.env" "$!" 90 || {
         cat "$state_dir/devstack.log"

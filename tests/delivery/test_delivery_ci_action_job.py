@@ -4,9 +4,11 @@ The job cannot run here (no Docker, no runner), so this test plays the runner: i
 steps from ci.yml, evaluates their `${{ }}` expressions, runs the `run:` steps that drive the
 stack with bash and the `uses: ./` steps as actions/runner runs a container action (INPUT_* from
 action.yml's inputs and the step's `with:`, file-command files, then the post entry points at the
-end of the job). Two things are replaced: the image build and the Docker CLI (a fake `docker`
-that reports a gateway of 127.0.0.1 and runs the probe on the host). Everything else is real:
-the stack, the TCP forwarder, the worker, the Action, and the job's own verify step.
+end of the job). Three things are replaced: the image build, the Docker CLI (a fake `docker`
+that reports a gateway of 127.0.0.1 and runs the probe on the host) and the job's `postgres`
+service (a database of the service's name created on the test session's PostgreSQL, whose port
+stands for the service's). Everything else is real: the stack on that database, the TCP
+forwarder, the worker, the Action, and the job's own verify step.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 yaml = pytest.importorskip("yaml")
 
@@ -30,23 +35,26 @@ ACTION_YML = REPO_ROOT / "action.yml"
 E2E_STACK = REPO_ROOT / ".github" / "scripts" / "e2e_stack.sh"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+SERVICE_PORT = re.compile(r"^job\.services\.(\w+)\.ports\[['\"]?(\d+)['\"]?\]$")
+# actions/runner creates a network for a job with services and runs container actions on it.
+JOB_NETWORK = "github_network_0d3c5a7e9b1f4d2a8c6e0b3f5a7d9c1e"
 RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{7}(-\d+)?$")
 # What the runner image and earlier steps provide; the rehearsal starts after them.
 SETUP_STEPS = {
     "Check out",
     "Set up Python",
-    "PostgreSQL server binaries",
     "Install the project (.venv)",
     "Build the image the Action runs",
 }
 
 FAKE_DOCKER = r"""#!/usr/bin/env bash
-# Stands in for the Docker CLI: the default bridge network's gateway is this host's loopback, and
+# Stands in for the Docker CLI: the job network's gateway is this host's loopback, and
 # `docker run` of the CI image runs the command on the host.
 set -euo pipefail
 printf '%s\n' "$*" >>"$FAKE_DOCKER_LOG"
 if [[ "${1:-} ${2:-}" == "network inspect" ]]; then
-    [[ "${3:-}" == bridge ]] || { echo "Error response from daemon: network ${3:-} not found" >&2; exit 1; }
+    [[ "${3:-}" == "$FAKE_DOCKER_NETWORK" ]] \
+        || { echo "Error response from daemon: network ${3:-} not found" >&2; exit 1; }
     echo 127.0.0.1
     exit 0
 fi
@@ -101,8 +109,11 @@ def read_file_command(path: Path) -> dict[str, str]:
 class Job:
     """The contexts a step sees (github, env, steps) and the runner's handling of a step."""
 
-    def __init__(self, workflow: dict[str, Any], job: dict[str, Any], root: Path) -> None:
+    def __init__(
+        self, workflow: dict[str, Any], job: dict[str, Any], root: Path, service_ports: dict[str, str]
+    ) -> None:
         self.root = root
+        self.service_ports = service_ports  # "<service>:<container port>" -> host port
         self.github = {
             "workspace": str(REPO_ROOT),
             "sha": "5d2a4f6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d70",
@@ -126,7 +137,10 @@ class Job:
         if path in ("always()", "!cancelled()"):
             return "true"
         if path == "job.container.network":
-            return ""  # no services and no job container
+            return JOB_NETWORK
+        service_port = SERVICE_PORT.match(path)
+        if service_port:
+            return self.service_ports[f"{service_port.group(1)}:{service_port.group(2)}"]
         head, _, rest = path.partition(".")
         if head == "github":
             return self.github[rest]
@@ -177,6 +191,7 @@ class Job:
             "RUNNER_TEMP": str(self.root / "runner_temp"),
             "FAKE_DOCKER_LOG": str(self.root / "docker.log"),
             "FAKE_DOCKER_PYTHON": sys.executable,
+            "FAKE_DOCKER_NETWORK": JOB_NETWORK,
             **self.env,
             **self.file_commands(),
         }
@@ -261,6 +276,27 @@ def action_job() -> tuple[dict[str, Any], dict[str, Any]]:
     return workflow, workflow["jobs"]["action"]
 
 
+@pytest.fixture
+def postgres_service(pg_dsn: str) -> Iterator[tuple[str, str]]:
+    """The job's `postgres` service: its database on the session's server, and the server's port."""
+    _, job = action_job()
+    service = job["services"]["postgres"]
+    assert service["image"].startswith("postgres:")
+    assert service["ports"] == ["5432/tcp"]
+    settings = service.get("env", {})
+    assert settings.get("POSTGRES_USER", "postgres") == conninfo_to_dict(pg_dsn)["user"]
+    database = sql.Identifier(settings.get("POSTGRES_DB", "postgres"))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
+    service_dsn = pg_dsn.rsplit("/", 1)[0] + "/" + settings.get("POSTGRES_DB", "postgres")
+    try:
+        yield service_dsn, str(conninfo_to_dict(pg_dsn)["port"])
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+
+
 def test_the_rehearsal_covers_every_step_of_the_job() -> None:
     _, job = action_job()
     covered = [
@@ -274,9 +310,10 @@ def test_the_rehearsal_covers_every_step_of_the_job() -> None:
 
 
 @pytest.mark.slow
-def test_the_action_job_passes_on_a_local_stack(job_root: Path) -> None:
+def test_the_action_job_passes_on_a_local_stack(job_root: Path, postgres_service: tuple[str, str]) -> None:
+    service_dsn, service_port = postgres_service
     workflow, definition = action_job()
-    job = Job(workflow, definition, job_root)
+    job = Job(workflow, definition, job_root, {"postgres:5432": service_port})
     forward_port = free_port()
     job.env["E2E_FORWARD_PORT"] = str(forward_port)
     try:
@@ -297,13 +334,23 @@ def test_the_action_job_passes_on_a_local_stack(job_root: Path) -> None:
     assert job.env["E2E_SUPABASE_URL"] == f"http://127.0.0.1:{forward_port}"
     probes = [line for line in (job_root / "docker.log").read_text().splitlines() if line.startswith("run ")]
     assert len(probes) == 1
-    assert "--network bridge" in probes[0]
+    assert f"--network {JOB_NETWORK}" in probes[0]
     assert f"PROBE_URL=http://127.0.0.1:{forward_port}/rest/v1/" in probes[0]
     # create wrote the run id; verify (the job's own step) checked statuses, events and artifacts.
     assert RUN_ID.match(job.outputs["create"]["run_id"])
     assert job.outputs["wait"]["outcome"] == "success"
     assert job.outputs["destroy"]["outcome"] == "cancelled"
     assert "ok: artifacts of" in transcript
+    # The stack kept its data in the service's database, which is still up after `stop`.
+    with psycopg.connect(service_dsn, autocommit=True) as conn:
+        statuses = conn.execute(
+            "SELECT run_id, status FROM ops.runs WHERE run_id IN (%s, %s) ORDER BY status DESC",
+            (job.outputs["create"]["run_id"], job.outputs["second"]["run_id"]),
+        ).fetchall()
+    assert statuses == [
+        (job.outputs["create"]["run_id"], "success"),
+        (job.outputs["second"]["run_id"], "cancelled"),
+    ]
     # The service key is masked before it is exported, and kept out of the printed logs.
     key = job.env["E2E_SUPABASE_KEY"]
     assert f"::add-mask::{key}" in transcript

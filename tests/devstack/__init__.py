@@ -1,7 +1,9 @@
 """The local stack used by the tests, the demo and ``make stack``.
 
 ``DevStack`` = a throwaway PostgreSQL with Supabase's roles and ``supabase/migrations`` applied
-+ a PostgREST-compatible REST server + the project's API keys.
++ a PostgREST-compatible REST server + the project's API keys. With ``database_url`` (a superuser
+URL of a running server, e.g. CI's service container) it prepares that server instead of
+starting one, and leaves it running on ``stop()``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.devstack.external import Database, ExternalDatabase
 from tests.devstack.faults import Fault, FaultPlan, RequestRecord
 from tests.devstack.keys import ApiKeys, decode_jwt, mint_jwt, role_jwt
 from tests.devstack.postgres import DEFAULT_MIGRATIONS_DIR, PostgresCluster
@@ -28,19 +31,31 @@ class DevStack:
         migrations_dir: Path | None = DEFAULT_MIGRATIONS_DIR,
         max_rows: int | None = 1000,
         keys: ApiKeys | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.keys = keys or ApiKeys.generate()
-        self.cluster = PostgresCluster(migrations_dir)
+        self.database: Database = (
+            ExternalDatabase(database_url, migrations_dir)
+            if database_url
+            else PostgresCluster(migrations_dir)
+        )
         self.db_schemas = list(db_schemas)
         self.max_rows = max_rows
         self._server: RestServer | None = None
 
+    @property
+    def cluster(self) -> PostgresCluster:
+        """The stack's own PostgreSQL (restart, halt, ...); there is none with ``database_url``."""
+        if not isinstance(self.database, PostgresCluster):
+            raise RuntimeError("this DevStack uses an external database (database_url), not a cluster")
+        return self.database
+
     def start(self) -> DevStack:
-        self.cluster.start()
+        self.database.start()
         try:
             self._server = self.new_server(self.db_schemas).start()
         except BaseException:
-            self.cluster.stop()
+            self.database.stop()
             raise
         return self
 
@@ -50,7 +65,7 @@ class DevStack:
             if server is not None:
                 server.stop()
         finally:
-            self.cluster.stop()
+            self.database.stop()
 
     def __enter__(self) -> DevStack:
         return self.start()
@@ -64,7 +79,7 @@ class DevStack:
         """Another (not started) REST server over the same database, e.g. with other exposed schemas."""
         merged: dict[str, Any] = {"max_rows": self.max_rows, **options}
         return RestServer(
-            self.cluster.dsn("authenticator"), db_schemas=list(db_schemas), keys=self.keys, **merged
+            self.database.dsn("authenticator"), db_schemas=list(db_schemas), keys=self.keys, **merged
         )
 
     @property
@@ -84,7 +99,7 @@ class DevStack:
 
     @property
     def database_url(self) -> str:
-        return self.cluster.superuser_dsn
+        return self.database.superuser_dsn
 
     @property
     def service_role_key(self) -> str:
@@ -119,6 +134,7 @@ __all__ = [
     "DEFAULT_SCHEMAS",
     "ApiKeys",
     "DevStack",
+    "ExternalDatabase",
     "Fault",
     "FaultPlan",
     "PostgresCluster",

@@ -1,6 +1,8 @@
 """``python -m tests.devstack``: run the stack in the foreground until Ctrl-C or SIGTERM.
 
-Writes ``.devstack.env`` in the repository root once ready and removes it on exit.
+Writes ``.devstack.env`` in the repository root once ready and removes it on exit. With
+``--database-url`` (a superuser URL) it uses that running PostgreSQL instead of starting one, and
+leaves it running on exit.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="exposed schemas, comma-separated; the first is the default profile",
     )
     parser.add_argument("--env-file", type=Path, default=ENV_FILE)
+    parser.add_argument(
+        "--database-url",
+        help="superuser URL of a running PostgreSQL to use instead of a throwaway cluster",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stack = DevStack(db_schemas=[s.strip() for s in args.schemas.split(",") if s.strip()])
+    stack = DevStack(
+        db_schemas=[s.strip() for s in args.schemas.split(",") if s.strip()],
+        database_url=args.database_url,
+    )
     try:
         stack.start()
         write_env_file(args.env_file, stack.env())

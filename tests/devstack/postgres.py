@@ -114,10 +114,29 @@ def find_bindir() -> Path:
     raise PostgresError(f"no PostgreSQL >= {MIN_SERVER_VERSION} server binaries found (initdb, postgres)")
 
 
-def _migration_files(migrations_dir: Path) -> list[Path]:
-    if not migrations_dir.is_dir():
+def migration_files(migrations_dir: Path | None) -> list[Path]:
+    if migrations_dir is None or not migrations_dir.is_dir():
         return []
     return sorted(migrations_dir.glob("*.sql"), key=lambda p: p.name)
+
+
+def migration_version(path: Path) -> str:
+    return path.name.split("_", 1)[0]
+
+
+def apply_migration(conn: psycopg.Connection[Any], path: Path) -> None:
+    """Run one migration file in a transaction and record it in ``supabase_migrations``."""
+    text = path.read_text()
+    try:
+        with conn.transaction():
+            conn.execute(text.encode())
+            conn.execute(
+                "INSERT INTO supabase_migrations.schema_migrations (version, name, statements)"
+                " VALUES (%s, %s, %s) ON CONFLICT (version) DO NOTHING",
+                (migration_version(path), path.stem, [text]),
+            )
+    except psycopg.Error as exc:
+        raise PostgresError(f"migration {path.name} failed: {exc}") from exc
 
 
 class PostgresCluster:
@@ -308,21 +327,7 @@ class PostgresCluster:
     def _bootstrap(self) -> None:
         with self.connect() as conn:
             conn.execute(SUPABASE_BOOTSTRAP_SQL)
-            for path in _migration_files(self.migrations_dir) if self.migrations_dir else []:
-                self._apply_migration(conn, path)
+            for path in migration_files(self.migrations_dir):
+                apply_migration(conn, path)
+                self.applied_migrations.append(path.name)
             conn.execute("NOTIFY pgrst, 'reload schema'")
-
-    def _apply_migration(self, conn: psycopg.Connection[Any], path: Path) -> None:
-        text = path.read_text()
-        try:
-            with conn.transaction():
-                conn.execute(text.encode())
-                version = path.name.split("_", 1)[0]
-                conn.execute(
-                    "INSERT INTO supabase_migrations.schema_migrations (version, name, statements)"
-                    " VALUES (%s, %s, %s) ON CONFLICT (version) DO NOTHING",
-                    (version, path.stem, [text]),
-                )
-        except psycopg.Error as exc:
-            raise PostgresError(f"migration {path.name} failed: {exc}") from exc
-        self.applied_migrations.append(path.name)
