@@ -72,7 +72,7 @@ def test_an_idle_worker_does_not_busy_loop(
         "mode=poll" in worker.log()
     ):  # REST: polling is the only way to learn of a run: once per --poll-interval
         claims = claims_of(devstack, project) - claims_before
-        assert 2 <= claims <= MEASURE_SECONDS + 2, claims
+        assert 1 <= claims <= MEASURE_SECONDS + 2, claims  # a busy loop made 65
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0
 
