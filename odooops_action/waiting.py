@@ -88,9 +88,15 @@ class PollSchedule:
         """Adaptive polling whose idle interval grows up to the user's ``poll_interval``."""
         return cls(min_interval=min(cls.min_interval, poll_interval), max_interval=poll_interval)
 
-    def next_interval(self, current: float, progressed: bool) -> float:
-        if progressed:
+    def next_interval(self, current: float, *, new_events: int, status_changed: bool) -> float:
+        """The pause before the next poll. A status change or a flow of events (two or more in one
+        poll) brings the pace back to ``min_interval`` at once; a trickle (one event) shortens the
+        pause by ``backoff``, so a run logging a line a second is not polled five times a second;
+        a poll with nothing new lengthens it by ``backoff``, up to ``max_interval``."""
+        if status_changed or new_events >= 2:
             return self.min_interval
+        if new_events == 1:
+            return max(current / self.backoff, self.min_interval)
         return min(current * self.backoff, self.max_interval)
 
 
@@ -147,17 +153,16 @@ def wait_for_run(
         if stop_event.is_set():
             return result("interrupted")
         try:
-            progressed, has_more = _poll_once(store, run_id, seen, observer)
-            answered = True
+            news = _poll_once(store, run_id, seen, observer)
         except RunNotFoundError:
             return result("not_found")
         except TransientError as error:
             seen.last_error = error
             if isinstance(observer, PollErrorObserver):
                 observer.on_poll_error(error)
-            progressed, has_more, answered = False, False, False
-        if answered and seen.run is not None and seen.run.is_terminal:
-            if has_more:
+            news = _News()
+        if news.answered and seen.run is not None and seen.run.is_terminal:
+            if news.has_more:
                 continue  # drain the rest of the log before reporting the end
             return result(_finish(seen, observer))
         remaining = deadline - clock()
@@ -165,9 +170,11 @@ def wait_for_run(
             # A run seen finished whose log could not be drained still reports how it ended.
             ended = seen.run is not None and seen.run.is_terminal
             return result(_finish(seen, observer) if ended else "timeout")
-        if has_more:
+        if news.has_more:
             continue
-        interval = schedule.next_interval(interval, progressed)
+        interval = schedule.next_interval(
+            interval, new_events=news.new_events, status_changed=news.status_changed
+        )
         if stop_event.wait(min(interval, remaining)):
             return result("interrupted")
 
@@ -178,8 +185,18 @@ def _finish(seen: _Progress, observer: WaitObserver) -> WaitOutcome:
     return _TERMINAL_OUTCOMES[seen.run.status]
 
 
-def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObserver) -> tuple[bool, bool]:
-    """One request; delivers news to the observer. Returns (brought news, more events pending)."""
+@dataclass(frozen=True)
+class _News:
+    """What one poll brought (all false/zero when it got no answer)."""
+
+    answered: bool = False
+    new_events: int = 0
+    status_changed: bool = False
+    has_more: bool = False
+
+
+def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObserver) -> _News:
+    """One request; delivers what is new to the observer."""
     poll = store.poll_run(run_id, after_seq=seen.cursor)
     seen.polls += 1
     seen.run = poll.run
@@ -192,7 +209,7 @@ def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObse
         observer.on_events(poll.run, fresh)
         seen.cursor = fresh[-1].seq
         seen.events_seen += len(fresh)
-    return changed or bool(fresh), poll.has_more
+    return _News(answered=True, new_events=len(fresh), status_changed=changed, has_more=poll.has_more)
 
 
 def _report_status(seen: _Progress, observer: WaitObserver) -> None:

@@ -197,6 +197,17 @@ def test_idle_polls_back_off_up_to_the_poll_interval_and_news_resets_it() -> Non
     assert result.polls == len(fake.sleeps) + 1
 
 
+def test_a_trickle_of_single_events_slows_the_pace_while_a_flow_resets_it() -> None:
+    one = become("running", 1)  # status unchanged after the first: one new event
+    script = [become("running"), nothing, nothing, one, one, nothing, become("running", 3), become("success")]
+    store, fake = ScriptedStore(script), FakeTime()
+    result = run_wait(store, fake, schedule=PollSchedule(min_interval=0.2, max_interval=5.0, backoff=2.0))
+    assert result.outcome == "success"
+    # 0.2 after the status change; idle 0.4, 0.8; single events halve: 0.4, 0.2; idle 0.4;
+    # three events at once are a flow: back to 0.2.
+    assert fake.sleeps == pytest.approx([0.2, 0.4, 0.8, 0.4, 0.2, 0.4, 0.2])
+
+
 def test_timeout_never_sleeps_past_the_deadline_and_polls_once_at_it() -> None:
     store, fake = ScriptedStore([become("running", 1)]), FakeTime()
     result = run_wait(store, fake, timeout=7.0, schedule=PollSchedule(min_interval=1.0, max_interval=3.0))
