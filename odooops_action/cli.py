@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from odooops_action.domain import artifact_url
 from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError
 from odooops_action.validation import (
     parse_poll_interval,
@@ -41,7 +42,7 @@ from odooops_action.validation import (
 )
 
 if TYPE_CHECKING:
-    from odooops_action.models import Artifact, Run
+    from odooops_action.models import Run
     from odooops_action.store.base import RunStore
     from odooops_action.store.factory import StorePreference
     from odooops_action.waiting import WaitResult
@@ -129,7 +130,7 @@ def _build_parser() -> _Parser:
 
 
 def _create(options: argparse.Namespace) -> int:
-    from odooops_action.models import CreateRunRequest
+    from odooops_action.domain import CreateRunRequest
 
     request = CreateRunRequest(
         project_id=validate_project_id(options.project_id),
@@ -204,7 +205,7 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
     run = result.run
     if result.outcome == "success":
         _note(f"Run completed successfully: {run_id}")
-        _output(_artifact_url(result.artifacts) or "success")
+        _output(artifact_url(result.artifacts) or "success")
         return 0
     if result.outcome == "not_found" or run is None:
         raise RunNotFoundError(
@@ -244,12 +245,6 @@ def _cancel_after_timeout(store: RunStore, run_id: str, timeout: float) -> None:
         _note(f"Could not cancel run {run_id} after the timeout: {error}")
         return
     _note(f"Cancelled run {run_id} after the timeout ({cancelled.outcome}).")
-
-
-def _artifact_url(artifacts: Sequence[Artifact]) -> str | None:
-    images = [artifact for artifact in artifacts if artifact.artifact_type == "image"]
-    chosen = images or list(artifacts)
-    return chosen[0].storage_path if chosen else None
 
 
 def _failure_detail(run: Run) -> str:

@@ -8,8 +8,12 @@ before pydantic (the largest import) is loaded; the response models live in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from odooops_action.models import Artifact
 
 RunStatus = Literal["queued", "claimed", "running", "success", "failed", "cancelled"]
 WorkflowType = Literal["build", "deploy", "test"]
@@ -39,3 +43,12 @@ class CreateRunRequest:
     def as_arguments(self) -> dict[str, Any]:
         """The named arguments of ``ops.create_run``."""
         return dataclasses.asdict(self)
+
+
+def artifact_url(artifacts: Sequence[Artifact]) -> str:
+    """What a run produced, in one string: the image's location if there is one, else the first
+    artifact's, else empty (the CLI's ``wait`` prints it, the Action's ``artifact_url`` output)."""
+    for artifact in artifacts:
+        if artifact.artifact_type == "image":
+            return artifact.storage_path
+    return artifacts[0].storage_path if artifacts else ""

@@ -18,11 +18,11 @@ from odooops_action.action.runtime import (
     ABORT_CANCEL_TIMEOUT_SECONDS,
     ActionContext,
     CancelReport,
-    artifact_url,
     cancel_safely,
     describe,
     set_run_outputs,
 )
+from odooops_action.domain import artifact_url
 from odooops_action.store.base import RunStore
 from odooops_action.waiting import PollSchedule, WaitResult, wait_for_run
 

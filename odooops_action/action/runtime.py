@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from odooops_action.action.settings import ActionSettings
+from odooops_action.domain import artifact_url
 from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.context import GitHubContext
@@ -89,14 +90,6 @@ def actor_identity(github: GitHubContext) -> str:
 
 def describe(run: Run) -> str:
     return f"{run.workflow_type} of {run.project_id} @ {run.short_sha} ({run.git_ref}) in {run.env_id}"
-
-
-def artifact_url(artifacts: Sequence[Artifact]) -> str:
-    """The image's location if the run produced one, else the first artifact's, else empty."""
-    for artifact in artifacts:
-        if artifact.artifact_type == "image":
-            return artifact.storage_path
-    return artifacts[0].storage_path if artifacts else ""
 
 
 def artifacts_json(artifacts: Sequence[Artifact]) -> str:
