@@ -171,6 +171,7 @@ CODE_MAP: dict[str, Mapper] = {
     "PGRST205": _missing_table,
     "3F000": _missing_schema,
     "PGRST203": _overloaded,
+    "42725": _overloaded,  # PostgreSQL's "function … is not unique" for the same overloads
     "PGRST106": _not_exposed,
     "PGRST301": refused_key,
     "PGRST302": refused_key,

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from odooops_action.errors import AuthError, InputError, OdooOpsError, TransientError
+from odooops_action.errors import ApiError, AuthError, InputError, OdooOpsError, TransientError
 from odooops_action.store.error_map import Refusal, Remedies, error_for, is_transient_code
 from odooops_action.store.operations import Operation, OperationStore, Retry
 from odooops_action.store.retry import RetryPolicy
@@ -150,7 +150,9 @@ def _error_from_database(exc: psycopg.Error, function: str) -> OdooOpsError:
     diag = exc.diag
     message = diag.message_primary or _first_line(str(exc))
     refusal = Refusal(state, message, diag.message_hint or None, function, f"SQLSTATE {state or 'unknown'}")
-    return error_for(refusal, _REMEDIES) or OdooOpsError(f"PostgreSQL error {state or 'unknown'}: {message}")
+    return error_for(refusal, _REMEDIES) or ApiError(
+        f"ops.{function} failed on PostgreSQL ({refusal.where}): {message}.", hint=refusal.hint
+    )
 
 
 def _connect_error(exc: psycopg.OperationalError) -> OdooOpsError:
