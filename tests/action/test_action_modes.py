@@ -312,6 +312,28 @@ def test_destroy_cancels_then_reports_already_cancelled(
     assert_outputs_declared(first.outputs)
 
 
+def test_destroy_whose_answer_was_lost_reports_that_it_cancelled(
+    workspace: Workspace,
+    connection: dict[str, str],
+    project: str,
+    db: psycopg.Connection[Any],
+    devstack: DevStack,
+) -> None:
+    run_id = queue_run(db, project)
+    devstack.server.faults.push(Fault.gateway_error(path=r"/rpc/cancel_run$", after=True))
+    try:
+        result = workspace.run({**connection, "mode": "destroy", "run_id": run_id})
+    finally:
+        pending = devstack.server.faults.pending()
+        devstack.server.faults.clear()
+
+    assert result.exit_code == 0, result.stdout
+    assert pending == []  # the 520 came after the cancel was committed
+    assert result.outputs["outcome"] == "cancelled"
+    assert f"Cancelled run {run_id}." in result.stdout
+    assert result.annotations("notice") == []  # no "already cancelled"
+
+
 def test_destroy_of_a_finished_run_warns_without_failing(
     workspace: Workspace, connection: dict[str, str], project: str, pg_dsn: str, db: psycopg.Connection[Any]
 ) -> None:
