@@ -49,3 +49,19 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit superuser connection."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         yield conn
+
+
+# -- the fast tier ---------------------------------------------------------------------------------
+# `pytest -m "not slow"` is the everyday run: the unit and GitHub-layer tests, no database, no
+# worker processes. A test is slow when it needs the local stack (PostgreSQL + REST server, through
+# the `devstack` fixture, however indirectly), lives in a directory whose tests start real tools and
+# processes, or is marked @pytest.mark.slow itself. `make test` runs everything.
+SLOW_DIRECTORIES = frozenset({"delivery"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        directory = item.path.parent.name
+        if directory in SLOW_DIRECTORIES or "devstack" in getattr(item, "fixturenames", ()):
+            item.add_marker(slow)

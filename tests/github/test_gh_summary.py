@@ -268,6 +268,7 @@ class TestEscaping:
 
 
 class TestSizeBound:
+    @pytest.mark.slow  # 1 GB of events
     def test_200000_events_of_5kb_stay_under_1_mib(self) -> None:
         message = ("0123456789abcdef`" * 300)[:5000]  # backticks force a long fence
         base = make_event(1, message, "warn")

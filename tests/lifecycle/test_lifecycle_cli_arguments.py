@@ -178,6 +178,7 @@ def test_bad_arguments_open_no_database_connection(
     assert counter.accepted == 0
 
 
+@pytest.mark.slow  # a real connection attempt that waits for its timeout
 @pytest.mark.usefixtures("isolated")
 def test_the_counter_does_see_a_real_attempt(
     counter: ConnectionCounter, monkeypatch: pytest.MonkeyPatch
