@@ -150,6 +150,7 @@ class RunExecution:
                 command_environment(
                     run, artifacts_path, self._worker_id, keep_credentials=self._options.keep_credentials
                 ),
+                kill_grace=self._options.kill_grace,
             )
         except OSError as exc:
             why = f"the command {shlex.join(argv)} could not be started: {exc}"
@@ -162,8 +163,9 @@ class RunExecution:
             f"Started {shlex.join(argv)} (pid {self._process.pid})",
             kind="command",
             pid=self._process.pid,
+            pgid=self._process.pgid,
         )
-        self._log("command_started", pid=self._process.pid, attempt=run.attempt)
+        self._log("command_started", pid=self._process.pid, pgid=self._process.pgid, attempt=run.attempt)
         PipeReader(self._process.stdout, "stdout", self._queue).start()
         PipeReader(self._process.stderr, "stderr", self._queue).start()
         self._supervise()
