@@ -18,7 +18,9 @@ Worker ids
 Executing a run
     ``start_run`` moves the run to ``running``; then ``<--command> <run_id>`` (default
     ``./scripts/odooops/execute_run.sh <run_id>``; ``--command`` is split like a shell would) runs in
-    its own session and process group, with stdin from /dev/null and these variables added to the
+    its own session and process group, led by a guard process (``guard.py``) that stops the whole
+    group (SIGTERM, then SIGKILL after ``--kill-grace``, at most 5 s) when the worker process dies,
+    even by SIGKILL; it runs with stdin from /dev/null and these variables added to the
     worker's environment: ``ODOOOPS_RUN_ID``, ``ODOOOPS_PROJECT_ID``, ``ODOOOPS_ENV_ID``,
     ``ODOOOPS_WORKFLOW_TYPE``, ``ODOOOPS_GIT_REF``, ``ODOOOPS_GIT_SHA``, ``ODOOOPS_ATTEMPT`` (1 for
     the first claim), ``ODOOOPS_METADATA`` (the run's metadata as JSON), ``ODOOOPS_ARTIFACTS_FILE``
