@@ -32,6 +32,7 @@ from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError
 from odooops_action.validation import (
     parse_poll_interval,
     parse_positive_seconds,
+    validate_database_url,
     validate_env_id,
     validate_git_ref,
     validate_idempotency_key,
@@ -270,7 +271,7 @@ def _connected(options: argparse.Namespace) -> Iterator[RunStore]:
     environ = dict(os.environ)
     prefer: StorePreference = "auto"
     if options.database_url:
-        environ["DATABASE_URL"] = options.database_url
+        environ["DATABASE_URL"] = validate_database_url(options.database_url, "--database-url")
         prefer = "postgres"
     elif options.postgres:
         prefer = "postgres"

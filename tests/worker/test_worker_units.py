@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import threading
 
 import pytest
 
-from odooops_action.errors import InputError
+from odooops_action.errors import InputError, TransientError
 from odooops_action.worker.artifacts import ArtifactsFile, parse_artifact_line
+from odooops_action.worker.context import WorkerContext
+from odooops_action.worker.execution import RunExecution
 from odooops_action.worker.log import WorkerLog, format_value
 from odooops_action.worker.options import WorkerOptions, worker_ids
 from odooops_action.worker.output import (
@@ -22,6 +25,7 @@ from odooops_action.worker.output import (
     split_level,
 )
 from odooops_action.worker.process import describe_exit
+from tests.github.gh_factories import make_run
 
 
 @pytest.mark.parametrize(
@@ -173,3 +177,32 @@ class BrokenStream(io.StringIO):
 def test_a_log_nobody_reads_does_not_stop_the_worker() -> None:
     # The worker's stderr pipe closed (its supervisor died): the runs go on, recorded in the database.
     WorkerLog(BrokenStream())("claimed", run="run-1")
+
+
+class StoreAway:
+    """A store whose database is down: every heartbeat and read fails transiently."""
+
+    def __init__(self) -> None:
+        self.heartbeats: list[float] = []
+        self.now = 0.0
+
+    def heartbeat_run(self, run_id: str, worker_id: str) -> object:
+        self.heartbeats.append(self.now)
+        raise TransientError("connection refused")
+
+    def poll_run(self, run_id: str, **_: object) -> object:
+        raise TransientError("connection refused")
+
+
+def test_a_failed_heartbeat_is_retried_once_a_second_not_every_tick() -> None:
+    store = StoreAway()
+    ctx = WorkerContext(
+        WorkerOptions(heartbeat_interval=10.0, cancel_check_interval=2.0), WorkerLog(io.StringIO())
+    )
+    execution = RunExecution(ctx, store, "w-1", make_run(status="running"), ctx.log)  # type: ignore[arg-type]
+    for tick in range(51):  # 10 s of the supervision loop's 0.2 s ticks, from the heartbeat's due time
+        store.now = 10.0 + tick * 0.2
+        execution._check_run(store.now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(store.heartbeats)]
+    assert len(store.heartbeats) >= 9, store.heartbeats
+    assert all(gap >= 1.0 - 1e-9 for gap in gaps), store.heartbeats
