@@ -130,6 +130,18 @@ def parse_positive_seconds(value: str | float, name: str, *, minimum: float = 0.
     return seconds
 
 
+def parse_non_negative_seconds(value: str | float, name: str) -> float:
+    """A finite number of seconds, zero or more (a grace period that may be skipped)."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise InputError(f"{name} must be a number of seconds, got {_shown(str(value))}.") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"{name} must be zero or a positive number of seconds, got {_shown(str(value))}.")
+    return seconds
+
+
 def parse_poll_interval(value: str | float, name: str) -> float:
     return parse_positive_seconds(value, name, minimum=MIN_POLL_INTERVAL_SECONDS)
 

@@ -95,7 +95,8 @@ Stopping the worker (SIGTERM / SIGINT)
     Each slot claims at most one run; the worker exits 0 when that run was processed (whatever its
     outcome: the run's status is in the database) and also when no run was queued. Non-zero exit
     codes are the worker's own problems: 2 for a bad option or missing configuration, 1 for a
-    fatal error (refused credentials, missing migration).
+    fatal error (refused credentials, missing migration) or a database that stayed unreachable
+    for 30 s (without ``--once`` the worker waits for it however long it takes).
 
 Reconnecting without losing anything
     Every call that fails transiently is tried again until the database is back: claims (with

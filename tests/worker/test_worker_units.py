@@ -11,7 +11,9 @@ import threading
 import pytest
 
 from odooops_action.errors import InputError, TransientError
+from odooops_action.worker import slot
 from odooops_action.worker.artifacts import ArtifactsFile, parse_artifact_line
+from odooops_action.worker.cli import main as worker_main
 from odooops_action.worker.context import WorkerContext
 from odooops_action.worker.execution import RunExecution
 from odooops_action.worker.log import WorkerLog, format_value
@@ -206,3 +208,38 @@ def test_a_failed_heartbeat_is_retried_once_a_second_not_every_tick() -> None:
     gaps = [later - earlier for earlier, later in itertools.pairwise(store.heartbeats)]
     assert len(store.heartbeats) >= 9, store.heartbeats
     assert all(gap >= 1.0 - 1e-9 for gap in gaps), store.heartbeats
+
+
+DURATION_OPTIONS = [
+    "--poll-interval",
+    "--heartbeat-interval",
+    "--cancel-check-interval",
+    "--kill-grace",
+    "--shutdown-grace",
+]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "NaN", "Infinity"])
+@pytest.mark.parametrize("option", DURATION_OPTIONS)
+def test_every_duration_option_refuses_nan_and_infinity(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--command", "true", f"{option}={value}"]
+    assert worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}) == 2
+    err = capsys.readouterr().err
+    assert f"{option} must be" in err
+    assert f"number of seconds, got '{float(value)}'" in err
+
+
+def test_once_gives_up_on_an_unreachable_database_with_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real connection refused (nothing listens on port 1), a short bound instead of 30 s."""
+    monkeypatch.setattr(slot, "ONCE_GIVE_UP_AFTER", 1.0)
+    monkeypatch.setattr(slot, "CLAIM_RETRY_DELAYS", (0.2,))
+    argv = ["--once", "--command", "true"]
+    assert worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}) == 1
+    err = capsys.readouterr().err
+    assert "action=claim_retry" in err
+    assert "action=gave_up" in err
+    assert "action=worker_stopped exit_code=1" in err
