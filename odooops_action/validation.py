@@ -172,7 +172,6 @@ def validate_database_url(value: str, name: str = "DATABASE_URL") -> str:
         return text
     shown = "(not repeated: it may hold a password)" if "@" in text or "password" in text else _shown(text)
     raise InputError(
-        f"{name} must be a PostgreSQL URL (postgresql://...) or a key=value connection string, "
-        f"got {shown}.",
+        f"{name} must be a PostgreSQL URL (postgresql://...) or a key=value connection string, got {shown}.",
         hint=_DSN_HINT,
     )
