@@ -23,6 +23,7 @@ from odooops_action.action.runtime import (
 )
 from odooops_action.action.settings import derived_idempotency_key, label
 from odooops_action.domain import CreateRunRequest
+from odooops_action.errors import TransientError
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
     from odooops_action.models import Run
@@ -60,7 +61,10 @@ def create(ctx: ActionContext) -> int:
             title="check_run has no effect here",
         )
     with closing(ctx.open_store()) as store:
-        created = store.create_run(request)
+        try:
+            created = store.create_run(request)
+        except TransientError as exc:
+            raise _maybe_queued(exc, request, settings.idempotency_key is not None) from None
         run = created.run
         # First, so that a later step (or the post step) can act on the run whatever happens next.
         ctx.files.set_output("run_id", run.run_id)
@@ -78,6 +82,39 @@ def create(ctx: ActionContext) -> int:
     ctx.commands.notice(f"Run {run.run_id} queued: {describe(run)}.", title="OdooOps run queued")
     ctx.files.append_summary(ctx.redact(_queued_summary(run, created.created)))
     return 0
+
+
+def _maybe_queued(error: TransientError, request: CreateRunRequest, key_is_input: bool) -> TransientError:
+    """A create whose answer never came may still have queued the run: say so, and what a re-run does.
+
+    A key from the ``idempotency_key`` input is the same in every attempt, so re-running the job
+    picks the run up. The derived key includes the workflow attempt, so it holds within this
+    attempt only; "Re-run jobs" would queue a second run beside this one.
+    """
+    key = request.idempotency_key
+    quoted_key = "" if key is None else key.replace("'", "''")
+    lookup = (
+        f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{quoted_key}';"
+        if key is not None
+        else f"SELECT run_id, status FROM ops.runs WHERE project_id = '{request.project_id}' "
+        f"AND git_sha = '{request.git_sha}' ORDER BY queued_at DESC;"
+    )
+    if key is not None and key_is_input:
+        rerun = (
+            f"Re-running this step (Re-run jobs) with the same {label('idempotency_key')} picks that run up "
+            "instead of queuing a second one."
+        )
+    else:
+        rerun = (
+            "Re-running the job is a new attempt, which queues a new run: first look for this one "
+            f"({lookup}) and cancel it if it is not wanted, or set {label('idempotency_key')} to a value "
+            "that stays the same across re-runs so that a re-run picks it up."
+        )
+    return TransientError(
+        f"{error.message.rstrip('.')}. The run may have been queued anyway: the request may have reached "
+        f"the database before its answer was lost. {rerun}",
+        hint=error.hint,
+    )
 
 
 def wait(ctx: ActionContext) -> int:

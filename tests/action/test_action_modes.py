@@ -10,6 +10,7 @@ import pytest
 from action_harness import FakeWorker, Workspace, load_manifest, queue_run, run_row
 
 from tests.devstack.keys import mint_jwt
+from tests.unit.rest_fakes import SERVICE_JWT
 
 DECLARED_OUTPUTS = set(load_manifest()["outputs"])
 
@@ -340,3 +341,30 @@ def test_unreachable_server_fails_the_step_with_an_error(
     assert result.exit_code == 1
     assert result.annotations("error"), result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow  # waits out the store's retries
+@pytest.mark.parametrize("explicit_key", [False, True])
+def test_a_create_without_an_answer_says_the_run_may_be_queued_and_what_a_rerun_does(
+    workspace: Workspace, explicit_key: bool
+) -> None:
+    inputs = {
+        "supabase_url": "http://127.0.0.1:9",  # nothing listens: no answer ever comes
+        "supabase_key": SERVICE_JWT,
+        "mode": "create",
+        "project_id": "shop",
+        "workflow_type": "deploy",
+        **({"idempotency_key": "shop-deploy-1234"} if explicit_key else {}),
+    }
+    result = workspace.run(inputs)
+
+    assert result.exit_code == 1
+    [error] = result.annotations("error")
+    assert "The run may have been queued anyway" in error.data
+    if explicit_key:
+        assert "Re-running this step (Re-run jobs) with the same idempotency_key" in error.data
+        assert "picks that run up instead of queuing a second one" in error.data
+    else:
+        assert "Re-running the job is a new attempt, which queues a new run" in error.data
+        assert "SELECT run_id, status FROM ops.runs WHERE idempotency_key = 'gha-" in error.data
+    assert "run_id" not in result.outputs
