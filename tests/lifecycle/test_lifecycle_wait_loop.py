@@ -297,7 +297,7 @@ def test_a_real_stop_event_wakes_a_long_sleep_at_once() -> None:
         stop=stop,
     )
     assert result.outcome == "interrupted"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30 / 2  # woken by the stop, not at the end of the 30 s sleep
 
 
 def test_resuming_after_a_cursor_skips_events_already_seen() -> None:

@@ -158,8 +158,8 @@ def test_sigterm_past_the_grace_fails_the_run_and_kills_its_processes(
     child, leader = int(lines[0]["message"].split()[1]), command_pid(db, run_id)
     started = time.monotonic()
     worker.signal(signal.SIGINT)
-    assert worker.wait(10) == 0
-    assert time.monotonic() - started < 6
+    assert worker.wait(60) == 0  # the command sleeps 300 s: only the graces can have ended it
+    assert time.monotonic() - started >= 1.0  # not before the 1 s shutdown grace
     assert process_gone(child)
     assert process_gone(leader)
     run = run_row(db, run_id)
