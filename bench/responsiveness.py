@@ -6,7 +6,8 @@
 The figures the tests used to assert as time limits (a loaded machine made them fail correct
 changes); the tests now check the behaviour, and these budgets are watched here instead:
 
-1. Neutralising a 100,000-line log for the job log (the workflow-command escaping): budget 0.6 s.
+1. Neutralising a 100,000-line log for the job log (the workflow-command escaping): budget 0.6 s
+   of CPU.
 2. CPU of an idle worker, with LISTEN and over REST: budget 10 % of one core.
 3. A run queued while a worker idles (poll interval 60 s) → claimed, through LISTEN: budget 1 s.
 4. A run cancelled → its command (which obeys SIGTERM) gone: budget 1 s with LISTEN, 3 s over REST
@@ -100,16 +101,18 @@ def cpu_seconds(pid: int) -> float:
 
 def neutralise_row(config: Config) -> Row:
     text = "\n".join(f"[build] step {n}: compiling module_{n}.py ... ok" for n in range(100_000))
-    times = []
+    wall, cpu = [], []
     for _ in range(config.repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         neutralise(text)
-        times.append(time.perf_counter() - started)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    # Judged on CPU time: on a shared machine the wall time also counts other processes' turns.
     return Row(
-        f"Neutralising 100,000 plain log lines, median (max) of {config.repeats}",
-        spread(times),
-        "< 600 ms",
-        verdict(statistics.median(times) < 0.6),
+        f"Neutralising 100,000 plain log lines: CPU, median (max) of {config.repeats}",
+        f"{spread(cpu)}; wall {spread(wall)}",
+        "CPU < 600 ms",
+        verdict(statistics.median(cpu) < 0.6),
     )
 
 
