@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,19 @@ import psycopg
 import pytest
 
 from tests.devstack import DevStack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_tls_context() -> Iterator[None]:
+    """Every httpx client of the session shares one TLS context: building one loads the CA bundle
+    (about 65 ms of CPU, most of a unit test's cost), and the tests only speak plain HTTP on
+    loopback or to respx. The clients' own settings are untouched (the context is cached by them)."""
+    from httpx._transports import default as transport
+
+    original = transport.create_ssl_context
+    transport.create_ssl_context = functools.cache(original)  # type: ignore[assignment]
+    yield
+    transport.create_ssl_context = original
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import pytest
 from tests.lifecycle.helpers import cli_command, cli_environment, new_sha
 from tests.unit.rest_fakes import SERVICE_JWT
 
+pytestmark = pytest.mark.slow  # real CLI processes
 RUN = "run-20260214-120000-abc123d"
 
 
@@ -95,7 +96,6 @@ def test_an_interrupted_create_says_the_run_may_be_queued_and_how_to_find_it(
         assert f"WHERE project_id = 'acme' AND git_sha = '{sha}'" in err
 
 
-@pytest.mark.slow  # the store's retries against a closed port take a few seconds
 def test_wait_against_an_unreachable_server_says_unreachable_not_not_found(tmp_path: Path) -> None:
     env = cli_environment({"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port()}/postgres"})
     done = subprocess.run(

@@ -231,6 +231,7 @@ def test_every_duration_option_refuses_nan_and_infinity(
     assert f"number of seconds, got '{float(value)}'" in err
 
 
+@pytest.mark.slow  # a whole worker, in-process, for a second of retries
 def test_once_gives_up_on_an_unreachable_database_with_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
