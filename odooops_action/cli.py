@@ -132,8 +132,11 @@ def _build_parser() -> _Parser:
 
 
 def _create(options: argparse.Namespace) -> int:
-    from odooops_action.domain import CreateRunRequest
+    from odooops_action.domain import CreateRunRequest, new_key
 
+    # Every invocation has a key, kept across its retries: a retry after a lost answer finds the
+    # run instead of queueing a second one (and is told that this invocation queued it).
+    given_key = options.idempotency_key
     request = CreateRunRequest(
         project_id=validate_project_id(options.project_id),
         workflow_type=validate_workflow_type(options.workflow_type),
@@ -141,16 +144,18 @@ def _create(options: argparse.Namespace) -> int:
         git_sha=validate_sha(options.commit_sha),
         env_id=validate_env_id(options.env_id),
         created_by=options.created_by or _current_user(),
-        idempotency_key=(
-            None if options.idempotency_key is None else validate_idempotency_key(options.idempotency_key)
-        ),
+        idempotency_key=new_key("cli") if given_key is None else validate_idempotency_key(given_key),
+        request_key=new_key("cli-request"),
     )
     created: CreatedRun | None = None
     sent = False
     try:
         with _connected(options) as store:
             sent = True
-            created = store.create_run(request)
+            try:
+                created = store.create_run(request)
+            except TransientError as unavailable:
+                raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
     except KeyboardInterrupt:
         raise _interrupted_create(request, sent, created) from None
     if not created.created:
@@ -160,6 +165,18 @@ def _create(options: argparse.Namespace) -> int:
         )
     _output(created.run.run_id)
     return 0
+
+
+def _maybe_queued(unavailable: TransientError, key: str | None) -> TransientError:
+    """The connection failed after retries: the run may or may not be queued; say how to tell."""
+    return TransientError(
+        unavailable.message,
+        hint=(
+            f"The run may have been queued before that: run the same command again with --idempotency-key "
+            f"{key} to get it (or queue it, if it was not) instead of a second one, or look: "
+            f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{key}';"
+        ),
+    )
 
 
 def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedRun | None) -> OdooOpsError:
@@ -172,21 +189,13 @@ def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedR
         )
     elif not sent:
         error = OdooOpsError("interrupted before the request was sent: no run was queued.")
-    elif request.idempotency_key is not None:
+    else:
         error = OdooOpsError(
             "interrupted while queuing the run: it may or may not have been queued.",
             hint=(
                 "To find out without queuing a second run, repeat the command with the same "
                 f"--idempotency-key {request.idempotency_key!r}: it prints the run's id, queuing it "
                 "only if it was not queued."
-            ),
-        )
-    else:
-        error = OdooOpsError(
-            "interrupted while queuing the run: it may or may not have been queued.",
-            hint=(
-                "Look for it before queuing again: SELECT run_id, status FROM ops.runs WHERE project_id = "
-                f"'{request.project_id}' AND git_sha = '{request.git_sha}' ORDER BY queued_at DESC;"
             ),
         )
     error.exit_code = 128 + signal.SIGINT

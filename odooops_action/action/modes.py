@@ -22,7 +22,7 @@ from odooops_action.action.runtime import (
     set_run_outputs,
 )
 from odooops_action.action.settings import derived_idempotency_key, label
-from odooops_action.domain import CreateRunRequest
+from odooops_action.domain import CreateRunRequest, new_key
 from odooops_action.errors import TransientError
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
@@ -51,7 +51,10 @@ def create(ctx: ActionContext) -> int:
         git_sha=settings.commit_sha,
         env_id=settings.env_id,
         created_by=ctx.identity,
-        idempotency_key=derived_idempotency_key(settings, ctx.environ),
+        # Outside GitHub Actions no step identity exists: a key of this invocation still makes
+        # its retries safe.
+        idempotency_key=derived_idempotency_key(settings, ctx.environ) or new_key("action"),
+        request_key=new_key("action-request"),
         metadata=settings.metadata,
     )
     if settings.check_run and not settings.wait:
@@ -63,8 +66,10 @@ def create(ctx: ActionContext) -> int:
     with closing(ctx.open_store()) as store:
         try:
             created = store.create_run(request)
-        except TransientError as exc:
-            raise _maybe_queued(exc, request, settings.idempotency_key is not None) from None
+        except TransientError as unavailable:
+            raise _maybe_queued(
+                unavailable, request.idempotency_key, settings.idempotency_key
+            ) from unavailable
         run = created.run
         # First, so that a later step (or the post step) can act on the run whatever happens next.
         ctx.files.set_output("run_id", run.run_id)
@@ -84,36 +89,18 @@ def create(ctx: ActionContext) -> int:
     return 0
 
 
-def _maybe_queued(error: TransientError, request: CreateRunRequest, key_is_input: bool) -> TransientError:
-    """A create whose answer never came may still have queued the run: say so, and what a re-run does.
-
-    A key from the ``idempotency_key`` input is the same in every attempt, so re-running the job
-    picks the run up. The derived key includes the workflow attempt, so it holds within this
-    attempt only; "Re-run jobs" would queue a second run beside this one.
-    """
-    key = request.idempotency_key
-    quoted_key = "" if key is None else key.replace("'", "''")
-    lookup = (
-        f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{quoted_key}';"
-        if key is not None
-        else f"SELECT run_id, status FROM ops.runs WHERE project_id = '{request.project_id}' "
-        f"AND git_sha = '{request.git_sha}' ORDER BY queued_at DESC;"
-    )
-    if key is not None and key_is_input:
-        rerun = (
-            f"Re-running this step (Re-run jobs) with the same {label('idempotency_key')} picks that run up "
-            "instead of queuing a second one."
-        )
-    else:
-        rerun = (
-            "Re-running the job is a new attempt, which queues a new run: first look for this one "
-            f"({lookup}) and cancel it if it is not wanted, or set {label('idempotency_key')} to a value "
-            "that stays the same across re-runs so that a re-run picks it up."
-        )
+def _maybe_queued(unavailable: TransientError, key: str | None, given: str | None) -> TransientError:
+    """The connection failed after retries: the run may or may not be queued; say how to tell."""
+    if given:
+        again = f"re-running the job with the same {label('idempotency_key')} gets it, not a second one"
+    else:  # derived from the workflow run's attempt: "Re-run jobs" derives another key
+        again = '"Re-run jobs" starts a new workflow attempt, which queues a new run: look for this one first'
     return TransientError(
-        f"{error.message.rstrip('.')}. The run may have been queued anyway: the request may have reached "
-        f"the database before its answer was lost. {rerun}",
-        hint=error.hint,
+        unavailable.message,
+        hint=(
+            f"The run may have been queued before that (idempotency key {key}); {again}: "
+            f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{key}';"
+        ),
     )
 
 

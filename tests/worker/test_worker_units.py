@@ -188,7 +188,7 @@ class StoreAway:
         self.heartbeats: list[float] = []
         self.now = 0.0
 
-    def heartbeat_run(self, run_id: str, worker_id: str) -> object:
+    def heartbeat_run(self, run_id: str, worker_id: str, **_: object) -> object:
         self.heartbeats.append(self.now)
         raise TransientError("connection refused")
 
