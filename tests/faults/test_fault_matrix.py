@@ -115,8 +115,7 @@ class AfterCommitCase:
 
     def cancel_run(self) -> list[str]:
         run_id = self.queued()
-        result = self.cli("destroy", run_id)
-        return destroy_problems(self.db, run_id, result)
+        return destroy_problems(self.db, run_id, [self.cli("destroy", run_id)])
 
     def claim_next_run(self) -> list[str]:
         run_id = self.queued()
@@ -208,16 +207,34 @@ def create_problems(sha: str, result: CliResult, runs: list[str]) -> list[str]:
     return problems
 
 
-def destroy_problems(db: psycopg.Connection[Any], run_id: str, result: CliResult) -> list[str]:
+def destroy_problems(db: psycopg.Connection[Any], run_id: str, tries: list[CliResult]) -> list[str]:
+    """What is wrong with ``odooops destroy`` run as a user would: again after a failure, until it works.
+
+    The first try that succeeds must say it cancelled the run, unless an earlier failed try may
+    have done it (then "already cancelled" is true too); a failed try must not claim success.
+    """
     status, _, _ = run_status(db, run_id)
     problems = []
-    if result.code != 0 or result.stdout.strip() != f"cancelled:{run_id}":
-        problems.append(f"failed: destroy {run_id} exited {result.code}: {result.stderr.strip()}")
-    elif "already cancelled" in result.stderr or f"Run {run_id} cancelled." not in result.stderr:
-        problems.append(f"untrue: destroy {run_id} cancelled it but said: {result.stderr.strip()}")
+    *failed, last = tries
+    if last.code != 0 or last.stdout.strip() != f"cancelled:{run_id}":
+        problems.append(
+            f"failed: destroy {run_id} exited {last.code} {len(tries)} times: {last.stderr.strip()}"
+        )
+    elif f"Run {run_id} cancelled." not in last.stderr and not (
+        failed and "already cancelled" in last.stderr
+    ):
+        problems.append(f"untrue: destroy {run_id} cancelled it but said: {last.stderr.strip()}")
+    problems += [f"untrue: a failed destroy printed {t.stdout.strip()!r}" for t in failed if t.stdout.strip()]
     if status != "cancelled" or status_events(db, run_id, "cancelled") != 1:
         problems.append(f"failed: destroy {run_id}: the run is {status}")
     return problems
+
+
+def destroy_like_a_user(odooops: InProcessCli, run_id: str, tries: int = 5) -> list[CliResult]:
+    results = [odooops("destroy", run_id)]
+    while results[-1].code != 0 and len(results) < tries:
+        results.append(odooops("destroy", run_id))
+    return results
 
 
 WRITES: tuple[str, ...] = (
@@ -357,14 +374,12 @@ def test_100_destroys_at_30_percent_faults_cancel_each_run_and_say_who_did(
     started = time.monotonic()
     proxy.configure(rate=RATE, kinds=BULK_KINDS, delay=(0.05, 0.2))
     with ThreadPoolExecutor(THREADS) as pool:
-        results = list(pool.map(lambda run_id: odooops("destroy", run_id), run_ids))
+        results = list(pool.map(lambda run_id: destroy_like_a_user(odooops, run_id), run_ids))
     proxy.configure(rate=0.0)
     figures.add_proxy(proxy.stats())
-    for run_id, result in zip(run_ids, results, strict=True):
-        problems = destroy_problems(db, run_id, result)
-        figures.failed_operations += result.code != 0
-        figures.untrue_messages += any(p.startswith("untrue") for p in problems)
-        figures.details.extend(problems)
+    for run_id, tries in zip(run_ids, results, strict=True):
+        figures.failed_operations += sum(result.code != 0 for result in tries)
+        figures.count(destroy_problems(db, run_id, tries))
     figures.seconds = time.monotonic() - started
     publish(figures)
     assert figures.faults.total() > 0
