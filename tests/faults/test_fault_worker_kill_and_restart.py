@@ -137,6 +137,7 @@ def test_a_sigkilled_workers_silent_command_is_gone_before_the_second_attempt_st
             f"(process group {first_group}, {DEATH_BOUND:g} s after its worker was SIGKILLed)"
         )
     finally:
+        workers.stop_all()  # before the project goes: a worker still writing could deadlock the delete
         if first_group:
             kill_group(first_group)
         _drop(pg_dsn, project)
@@ -191,4 +192,5 @@ def test_a_postgres_restart_during_a_run_and_a_wait_loses_and_repeats_nothing(
         worker.signal(signal.SIGTERM)
         assert worker.wait(30) == 0
     finally:
+        workers.stop_all()
         _drop(pg_dsn, project)
