@@ -278,6 +278,27 @@ def test_each_write_whose_answer_is_lost_after_the_commit_takes_effect_once_and_
     assert not figures.details, figures.report()
 
 
+def test_a_create_whose_every_try_fails_after_queuing_the_run_names_the_key_that_finds_it(
+    proxy: FaultProxy, db: psycopg.Connection[Any], fault_project: str, odooops: InProcessCli
+) -> None:
+    """The first try is applied but its answer lost, the store's retries all fail: exit 1, and then?
+
+    A script that retries on exit 1 queues the run twice unless the message gives it the key.
+    """
+    sha = new_sha()
+    proxy.force("drop_after", path=r"/rpc/create_run$")
+    proxy.force("503", path=r"/rpc/create_run$", times=10)
+    failed = odooops("create", fault_project, "build", "main", sha)
+    proxy.clear_forced()
+    runs = [run_id for run_id, run_sha in run_ids_of(db, fault_project) if run_sha == sha]
+    assert failed.code != 0
+    assert len(runs) == 1
+    assert KEY_IN_MESSAGE.search(failed.stderr), (
+        f"run {runs[0]} is queued but the failed create does not say how to find it: {failed.stderr.strip()}"
+    )
+    assert _follow_the_message(odooops, fault_project, sha, failed, runs) == []
+
+
 # ------------------------------------------------------------------------------------------------
 # 500 creates, 100 destroys, 50 claims at 30 % faults
 # ------------------------------------------------------------------------------------------------
