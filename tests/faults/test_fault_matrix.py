@@ -493,7 +493,7 @@ def test_20_runs_of_2000_lines_through_workers_at_30_percent_faults_store_each_l
     command = _chatty_command(tmp_path)
     env = {"SUPABASE_URL": proxy.url, "SUPABASE_SERVICE_ROLE_KEY": devstack.service_role_key}
     options = ["--project", fault_project, "--command", command, "--concurrency", "3"]
-    options += ["--poll-interval", "0.2", "--heartbeat-interval", "1", "--lease", "20"]
+    options += ["--poll-interval", "0.2", "--heartbeat-interval", "1"]
     started = time.monotonic()
     proxy.configure(rate=RATE, kinds=BULK_KINDS, delay=(0.05, 0.2))
     started_workers = [workers(*options, "--worker-name", f"fm-w{n}", env=env) for n in (1, 2)]
