@@ -20,7 +20,7 @@ import pytest
 from odooops_action import cli
 from tests.devstack import DevStack
 from tests.devstack.faultproxy import FaultProxy
-from tests.faults.figures import RECORDED
+from tests.faults.figures import NOTES, RECORDED
 from tests.worker.helpers import WorkerFactory
 
 CONNECTION_VARIABLES = (
@@ -34,11 +34,13 @@ CONNECTION_VARIABLES = (
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not RECORDED:
+    if not RECORDED and not NOTES:
         return
     terminalreporter.section("fault matrix figures (proxy in front of the REST server)")
     for figures in RECORDED:
         terminalreporter.write_line(figures.line())
+    for text in NOTES:
+        terminalreporter.write_line(text)
 
 
 @pytest.fixture

@@ -58,9 +58,16 @@ class Figures:
 
 
 RECORDED: list[Figures] = []
+NOTES: list[str] = []
 
 
 def publish(figures: Figures) -> None:
     """Keep the figures for the terminal summary and print them (visible with -s / -rP)."""
     RECORDED.append(figures)
     print(figures.report())
+
+
+def note(text: str) -> None:
+    """A measured fact outside the proxy's figures (e.g. how fast a killed worker's command ended)."""
+    NOTES.append(text)
+    print(text)
