@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import sys
@@ -13,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
 import psycopg
 import pytest
 
@@ -131,14 +129,6 @@ def odooops(
     monkeypatch.setenv("SUPABASE_URL", proxy.url)
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", devstack.service_role_key)
     monkeypatch.chdir(tmp_path)
-    # Each run builds an SSL context it never uses on the proxy's http:// URL, loading the CA bundle
-    # (about 0.1 s of CPU, under the GIL the in-process REST server needs): built once instead. No
-    # request changes.
-    monkeypatch.setattr(
-        httpx._transports.default,  # type: ignore[attr-defined]
-        "create_ssl_context",
-        functools.lru_cache(maxsize=None)(httpx._transports.default.create_ssl_context),  # type: ignore[attr-defined]
-    )
     return InProcessCli(monkeypatch)
 
 
