@@ -458,6 +458,7 @@ def test_50_claims_at_30_percent_faults_claim_each_run_once_and_lose_none(
 LINES = 2000
 ARTIFACTS = 3
 RUNS = 20
+WAITED = 4
 
 
 def _chatty_command(tmp_path: Path) -> str:
@@ -487,8 +488,13 @@ def test_20_runs_of_2000_lines_through_workers_at_30_percent_faults_store_each_l
     fault_project: str,
     workers: WorkerFactory,
     tmp_path: Path,
+    odooops: InProcessCli,
 ) -> None:
-    figures = Figures(f"{RUNS} runs x {LINES} lines via 2 REST workers, 30 % faults", operations=RUNS)
+    """Two workers execute the runs while ``odooops wait`` follows some of them, all through the proxy."""
+    figures = Figures(
+        f"{RUNS} runs x {LINES} lines via 2 REST workers + {WAITED} waits, 30 % faults",
+        operations=RUNS + WAITED,
+    )
     run_ids = queue_runs(db, fault_project, RUNS)
     command = _chatty_command(tmp_path)
     env = {"SUPABASE_URL": proxy.url, "SUPABASE_SERVICE_ROLE_KEY": devstack.service_role_key}
@@ -496,30 +502,53 @@ def test_20_runs_of_2000_lines_through_workers_at_30_percent_faults_store_each_l
     options += ["--poll-interval", "0.2", "--heartbeat-interval", "1"]
     started = time.monotonic()
     proxy.configure(rate=RATE, kinds=BULK_KINDS, delay=(0.05, 0.2))
-    started_workers = [workers(*options, "--worker-name", f"fm-w{n}", env=env) for n in (1, 2)]
-
-    def all_finished() -> bool:
-        row = db.execute(
-            "SELECT count(*) FROM ops.runs WHERE project_id = %s "
-            "AND status IN ('success', 'failed', 'cancelled')",
-            (fault_project,),
-        ).fetchone()
-        return row is not None and row[0] == RUNS
-
-    try:
-        wait_until(all_finished, 240, "every run to finish", interval=0.5)
-    except AssertionError as timeout:
-        figures.details.append(str(timeout))
+    with ThreadPoolExecutor(WAITED) as pool:
+        waits = [pool.submit(odooops, "wait", run_id, "240", "0.2") for run_id in run_ids[:WAITED]]
+        started_workers = [workers(*options, "--worker-name", f"fm-w{n}", env=env) for n in (1, 2)]
+        _wait_for_the_runs(figures, db, fault_project)
+        waited = [future.result(timeout=240) for future in waits]
     proxy.configure(rate=0.0)
     for worker in started_workers:
         worker.signal(signal.SIGTERM)
         worker.wait(60)
     figures.add_proxy(proxy.stats())
     _judge_runs(figures, db, run_ids)
+    for run_id, result in zip(run_ids, waited, strict=False):
+        figures.count(_wait_problems(run_id, result))
     figures.seconds = time.monotonic() - started
     publish(figures)
     assert figures.faults.total() > 0
     assert not figures.details, figures.report()
+
+
+def _wait_for_the_runs(figures: Figures, db: psycopg.Connection[Any], project: str) -> None:
+    def all_finished() -> bool:
+        row = db.execute(
+            "SELECT count(*) FROM ops.runs WHERE project_id = %s "
+            "AND status IN ('success', 'failed', 'cancelled')",
+            (project,),
+        ).fetchone()
+        return row is not None and row[0] == RUNS
+
+    try:
+        wait_until(all_finished, 240, "every run to finish", interval=0.5)
+    except AssertionError as timeout:
+        figures.details.append(f"failed: {timeout}")
+
+
+def _wait_problems(run_id: str, result: CliResult) -> list[str]:
+    """``odooops wait`` must end in success, print the run's artifact and every line once, in order."""
+    problems = []
+    if result.code != 0 or not result.stdout.startswith(f"s3://b/{run_id}/"):
+        problems.append(f"failed: wait {run_id} exited {result.code} printing {result.stdout.strip()!r}")
+    pattern = rf"^\[info\] {re.escape(run_id)} line (\d+)$"
+    printed = [int(n) for n in re.findall(pattern, result.stderr, re.MULTILINE)]
+    repeated = len(printed) - len(set(printed))
+    if repeated:
+        problems.append(f"duplicate: wait {run_id} printed {repeated} lines twice")
+    elif printed != list(range(1, LINES + 1)):
+        problems.append(f"failed: wait {run_id} printed {len(printed)} of {LINES} lines, or out of order")
+    return problems
 
 
 def _judge_runs(figures: Figures, db: psycopg.Connection[Any], run_ids: list[str]) -> None:
