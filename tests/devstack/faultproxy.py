@@ -36,6 +36,7 @@ import ipaddress
 import json
 import random
 import re
+import select
 import socket
 import struct
 import threading
@@ -89,6 +90,7 @@ class ProxyEvent:
 class ProxyStats:
     requests: int = 0
     forwarded: int = 0
+    upstream_errors: int = 0  # the server could not be reached or answered garbage: the client got a reset
     faults: Counter[str] = field(default_factory=Counter)
     faults_by_function: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -98,7 +100,10 @@ class ProxyStats:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{kind}={self.faults.get(kind, 0)}" for kind in FAULT_KINDS)
-        return f"requests={self.requests} forwarded={self.forwarded} faults={self.injected} ({kinds})"
+        return (
+            f"requests={self.requests} forwarded={self.forwarded} faults={self.injected} ({kinds}) "
+            f"upstream_errors={self.upstream_errors}"
+        )
 
 
 @dataclass
@@ -214,6 +219,7 @@ class FaultProxy:
             return ProxyStats(
                 self._stats.requests,
                 self._stats.forwarded,
+                self._stats.upstream_errors,
                 Counter(self._stats.faults),
                 Counter(self._stats.faults_by_function),
             )
@@ -318,9 +324,10 @@ class FaultProxy:
                 return forced.kind
         return None
 
-    def _record(self, event: ProxyEvent) -> None:
+    def _record(self, event: ProxyEvent, *, upstream_error: bool = False) -> None:
         with self._lock:
             self._events.append(event)
+            self._stats.upstream_errors += upstream_error
             if event.upstream_status is not None:
                 self._stats.forwarded += 1
             if event.fault is not None:
@@ -374,7 +381,7 @@ class _Session:
         try:
             answer, event.upstream_status, keep_upstream = self._forward(head, body, method)
         except (OSError, ValueError, IndexError, _Closed, _BadRequest):
-            self._proxy._record(event)  # the upstream failed: the client sees a reset, as behind a gateway
+            self._proxy._record(event, upstream_error=True)  # the client sees a reset, as behind a gateway
             self._reset_client()
             return False
         if not keep_upstream:
@@ -398,6 +405,8 @@ class _Session:
 
     def _forward(self, head: bytes, body: bytes, method: str) -> tuple[bytes, int, bool]:
         """Send the request upstream; its whole answer, the status, and whether the connection lives on."""
+        if self._upstream is not None and _closed_by_peer(self._upstream):
+            self._close_upstream()  # an idle keep-alive connection the server closed: it saw nothing
         if self._upstream is None:
             upstream = socket.create_connection(self._proxy._upstream, timeout=self._proxy._io_timeout)
             self._upstream = upstream
@@ -488,6 +497,17 @@ class _Reader:
             return head + self._read_exactly(length), status, keep_alive
         rest: bytes = self._stream.read(MAX_BODY_BYTES)
         return head + rest, status, False
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True when the peer closed an idle connection (readable, and at end of stream)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _request_target(head: bytes) -> tuple[str, str]:

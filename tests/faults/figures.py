@@ -16,6 +16,7 @@ class Figures:
     operations: int
     requests: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    upstream_errors: int = 0
     duplicates: int = 0
     orphans: int = 0
     untrue_messages: int = 0
@@ -26,6 +27,7 @@ class Figures:
     def add_proxy(self, stats: ProxyStats) -> None:
         self.requests += stats.requests
         self.faults.update(stats.faults)
+        self.upstream_errors += stats.upstream_errors
 
     def count(self, problems: list[str], prefix: str = "") -> None:
         """Tally problems named ``duplicate: ...``, ``orphan: ...``, ``untrue: ...``, ``failed: ...``."""
@@ -45,7 +47,8 @@ class Figures:
         kinds = " ".join(f"{kind}={self.faults.get(kind, 0)}" for kind in FAULT_KINDS)
         return (
             f"{self.scenario}: operations={self.operations} requests={self.requests} "
-            f"faults={sum(self.faults.values())} [{kinds}] duplicates={self.duplicates} "
+            f"faults={sum(self.faults.values())} [{kinds}] upstream_errors={self.upstream_errors} "
+            f"duplicates={self.duplicates} "
             f"orphans={self.orphans} untrue_messages={self.untrue_messages} "
             f"failed_operations={self.failed_operations} seconds={self.seconds:.1f}"
         )

@@ -272,3 +272,37 @@ def test_in_front_of_the_rest_server_a_lost_answer_still_commits(devstack: DevSt
             assert row == (1,)
             assert proxy.stats().faults_by_function == {("create_run", "drop_after"): 1}
         db.execute("DELETE FROM ops.projects WHERE project_id = %s", (project,))
+
+
+class _RudeHandler(_CountingHandler):
+    """Closes every connection after its answer without saying so (no ``Connection: close``)."""
+
+    def do_POST(self) -> None:
+        super().do_POST()
+        self.close_connection = True
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_not_reported_as_a_fault() -> None:
+    server = CountingServer()
+    server.RequestHandlerClass = _RudeHandler
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        with FaultProxy(server.url) as proxy, httpx.Client(base_url=proxy.url, timeout=10) as http:
+            answers = [http.post("/rest/v1/rpc/probe", json={}).json()["applied"] for _ in range(3)]
+            assert answers == [1, 2, 3]
+            assert (proxy.stats().upstream_errors, proxy.stats().injected) == (0, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_unreachable_server_resets_the_client_and_is_counted_apart_from_the_faults() -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]  # nothing listens there once the socket is closed
+    with FaultProxy(f"http://127.0.0.1:{port}") as proxy:
+        with pytest.raises(ConnectionResetError):
+            raw_post(proxy.url)
+        stats = proxy.stats()
+        assert (stats.requests, stats.forwarded, stats.upstream_errors, stats.injected) == (1, 0, 1, 0)
