@@ -35,6 +35,7 @@ from odooops_action.models import (
     NewArtifact,
     NewEvent,
     Run,
+    RunDelta,
     RunPoll,
 )
 from odooops_action.store.base import MAX_EVENTS_PER_POLL, FinalStatus
@@ -45,7 +46,9 @@ from odooops_action.store.retry import RetryPolicy
 # Errors after which the server has rolled the statement back (timeouts, lock waits, serialization):
 # nothing was applied, unlike a lost connection.
 _ROLLED_BACK = frozenset({"57014", "55P03", "40001", "40P01"})
-_SAFE_TO_REPEAT = frozenset({"poll_run", "cancel_run", "start_run", "heartbeat_run", "finish_run"})
+_SAFE_TO_REPEAT = frozenset(
+    {"poll_run", "poll_run_delta", "cancel_run", "start_run", "heartbeat_run", "finish_run"}
+)
 
 Row = dict[str, Any]
 
@@ -107,6 +110,11 @@ class PgStore:
             parameters["application_name"] = "odooops"
         parameters.update({name: value for name, value in _TCP_DEFAULTS.items() if name not in given})
         return parameters
+
+    def listen_connection(self) -> psycopg.Connection[Row]:
+        """A new connection with this store's settings, for LISTEN (a listening connection must
+        stay idle, so it is never the store's own)."""
+        return self._connect()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -189,6 +197,24 @@ class PgStore:
     def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = MAX_EVENTS_PER_POLL) -> RunPoll:
         args = {"run_id": run_id, "after_seq": after_seq, "max_events": max_events}
         return RunPoll.model_validate(self._call("poll_run", args, shape="scalar"))
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        args = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "known_revision": known_revision,
+            "max_events": max_events,
+            "detail": detail,
+        }
+        answer = self._call("poll_run_delta", args, shape="scalar")
+        return RunDelta.model_validate(RunDelta.with_run_id(answer, run_id))
 
     def cancel_run(
         self, run_id: str, reason: str | None = None, cancelled_by: str | None = None

@@ -3,9 +3,9 @@
 Retry rules, per method (transient failures are defined in :mod:`odooops_action.store.retry`):
 
 * Repeatable — retried on every transient failure, including "sent but no answer":
-  ``poll_run`` and ``heartbeat_run`` (no effect beyond the lease), ``cancel_run`` (a second
-  cancel is a no-op; the outcome then reads ``already_cancelled``), ``create_run`` only with an
-  ``idempotency_key`` (the retry returns the same run with ``created`` False),
+  ``poll_run``, ``poll_run_delta`` and ``heartbeat_run`` (no effect beyond the lease),
+  ``cancel_run`` (a second cancel is a no-op; the outcome then reads ``already_cancelled``),
+  ``create_run`` only with an ``idempotency_key`` (the retry returns the same run with ``created`` False),
   ``recover_stalled_runs`` (a repeat finds nothing left to recover, so the returned list can then
   miss runs recovered by the lost attempt), ``start_run`` and ``finish_run``: their repeat answers
   409 when the first attempt was applied, so a 409 after an uncertain attempt is resolved by
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         NewArtifact,
         NewEvent,
         Run,
+        RunDelta,
         RunPoll,
     )
 
@@ -185,6 +186,26 @@ class RestStore:
         from odooops_action import models
 
         return self._parse(models.RunPoll, answer, "poll_run")
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        body = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "known_revision": known_revision,
+            "max_events": max_events,
+            "detail": detail,
+        }
+        answer = self._rpc("poll_run_delta", body, Safety.REPEATABLE)
+        from odooops_action import models
+
+        return self._parse(models.RunDelta, models.RunDelta.with_run_id(answer, run_id), "poll_run_delta")
 
     def cancel_run(
         self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
