@@ -205,7 +205,9 @@ def wait_for_run(
                 return result(_finish(seen, observer) if ended else "timeout")
             if news.has_more:
                 continue
-            due = polled_at + (schedule.interval if changes is None else schedule.safety_interval)
+            # With a feed, a failed poll is retried after one interval, not a safety interval.
+            pushed = changes is not None and news.answered
+            due = polled_at + (schedule.safety_interval if pushed else schedule.interval)
             if _pause(changes, stop_event, min(due, deadline) - clock()):
                 return result("interrupted")
     finally:

@@ -388,6 +388,17 @@ def test_with_a_change_feed_an_idle_run_costs_one_poll_a_minute() -> None:
     assert feed.closed
 
 
+def test_with_a_change_feed_a_failed_poll_is_retried_after_one_interval() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [])
+    outage = TransientError("connection lost")
+    store = ScriptedStore([become("running"), fail_with(outage), become("success")])
+    schedule = PollSchedule(interval=5, safety_interval=60)
+    result = run_wait(store, fake, timeout=600, schedule=schedule, changes=feed)
+    assert result.outcome == "success"
+    assert feed.waits == pytest.approx([60.0, 5.0])
+
+
 def test_terminal_status_is_reported_after_all_of_its_events() -> None:
     store = ScriptedStore([become("queued", 1), become("success", 1500)], page_size=1000)
     fake, observer = FakeTime(), Recorder()
