@@ -8,7 +8,9 @@ loop to re-read the run with ``ops.poll_run_delta`` from its cursor. The notific
 nothing the reader must not miss, so a lost one costs only latency: after the connection drops
 it reconnects with backoff, LISTENs again and asks for a poll (changes made while it was away
 are read from the cursor, so nothing is missed or repeated), and the loop polls at least once a
-minute anyway.
+minute anyway. Each LISTEN is checked by notifying itself once: through a transaction pooler,
+which accepts LISTEN but delivers nothing, the feed gives up (``live`` False) and the loop polls
+once per interval instead.
 
 :func:`change_feed_for` gives a feed for a store with a direct connection (``PgStore``) and None
 for REST; it never imports psycopg for REST users. Reusable by anything that follows a run
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 CHANNEL_PREFIX = "ops_run:"  # ops.run_channel(run_id) in SQL: the same rule
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 SLICE_SECONDS = 0.2  # how often a wait looks at the stop event
+# A connection through a transaction pooler (Supabase's port 6543, PgBouncer in transaction mode)
+# accepts LISTEN but never delivers notifications. After each LISTEN the feed notifies itself and
+# waits this long for the echo; without it, it stops listening and the loop polls every interval.
+PROBE_SECONDS = 3.0
 
 
 def run_channel(run_id: str) -> str:
@@ -62,11 +68,15 @@ class PgRunChanges:
         self._retry_at = 0.0
         self.notifications = 0  # received so far (for tests and benchmarks)
         self.reconnects = 0
+        self.live = True  # False once notifications proved not to arrive (a transaction pooler)
 
     def start(self) -> None:
         self._listen()
 
     def wait(self, timeout: float, stop: threading.Event) -> bool:
+        if not self.live:
+            stop.wait(max(timeout, 0.0))
+            return False
         deadline = self._clock() + timeout
         while not stop.is_set():
             left = deadline - self._clock()
@@ -111,8 +121,14 @@ class PgRunChanges:
         try:
             self._conn = self._connect()
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self._conn.execute("SELECT pg_notify(%s, 'probe')", (self._channel,))
+            echoed = any(True for _ in self._conn.notifies(timeout=PROBE_SECONDS, stop_after=1))
         except (psycopg.Error, OdooOpsError):
             self._lost()
+            return False
+        if not echoed:
+            self.live = False
+            self.close()
             return False
         self._failures = 0
         return True

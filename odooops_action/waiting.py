@@ -89,6 +89,10 @@ class PollErrorObserver(Protocol):
 class ChangeFeed(Protocol):
     """Tells the loop when the run may have changed (e.g. PostgreSQL ``LISTEN``)."""
 
+    @property
+    def live(self) -> bool:
+        """False when notifications are known not to arrive: the loop then polls every interval."""
+
     def start(self) -> None:
         """Begin listening; called before the first poll, so that no change falls in between."""
 
@@ -206,7 +210,7 @@ def wait_for_run(
             if news.has_more:
                 continue
             # With a feed, a failed poll is retried after one interval, not a safety interval.
-            pushed = changes is not None and news.answered
+            pushed = changes is not None and changes.live and news.answered
             due = polled_at + (schedule.safety_interval if pushed else schedule.interval)
             if _pause(changes, stop_event, min(due, deadline) - clock()):
                 return result("interrupted")

@@ -324,3 +324,37 @@ def test_a_status_change_is_never_missed_when_following_over_listen(devstack: De
     assert observer.messages[-1] == "Run failed: exit code 3" or observer.messages[-1].startswith(
         "Run failed"
     )
+
+
+class DeafConnection:
+    """A connection whose LISTEN is lost, as through a transaction pooler (PgBouncer, port 6543)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        if "LISTEN" in repr(query):
+            return None
+        return self._conn.execute(query, params)
+
+    def notifies(self, **options: Any) -> Any:
+        return self._conn.notifies(**options)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def test_a_feed_whose_notifications_never_arrive_gives_up_and_the_loop_polls(
+    devstack: DevStack, pg_store: PgStore, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("odooops_action.push.PROBE_SECONDS", 0.5)
+    run = run_in_status(pg_store, project, "running", worker=WORKER)
+    feed = PgRunChanges(
+        lambda: DeafConnection(psycopg.connect(devstack.database_url, autocommit=True)), run.run_id
+    )  # type: ignore[arg-type, return-value]
+    feed.start()
+    assert feed.live is False
+    live = PgRunChanges(pg_store.listen_connection, run.run_id)
+    live.start()
+    assert live.live is True
+    live.close()

@@ -244,6 +244,7 @@ class FakeFeed:
         self.answers = list(answers)
         self.waits: list[float] = []
         self.started = self.closed = False
+        self.live = True
 
     def start(self) -> None:
         self.started = True
@@ -397,6 +398,15 @@ def test_with_a_change_feed_a_failed_poll_is_retried_after_one_interval() -> Non
     result = run_wait(store, fake, timeout=600, schedule=schedule, changes=feed)
     assert result.outcome == "success"
     assert feed.waits == pytest.approx([60.0, 5.0])
+
+
+def test_a_feed_that_is_not_live_is_treated_as_polling_every_interval() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [])
+    feed.live = False
+    store = ScriptedStore([become("running"), nothing, become("success")])
+    run_wait(store, fake, timeout=600, schedule=PollSchedule(interval=5, safety_interval=60), changes=feed)
+    assert feed.waits == pytest.approx([5.0, 5.0])
 
 
 def test_terminal_status_is_reported_after_all_of_its_events() -> None:
