@@ -19,7 +19,10 @@ or a 10,000-line burst in 500-line calls, and finishes the run as ``success``. P
 requests per minute and bytes received during the phase (steady state, from the writer's start to
 the finish), bytes over the whole follow, events shown (distinct), shown more than once, in order,
 bytes received per event shown, the latency from an event's commit to its line on the follower's
-stderr (p50 / max), and from the run's ``success`` commit to the follower's last line and exit.
+stderr (p50 / max), and from the run's ``success`` to the follower's last line and its exit. Times
+start when the writer calls ``append_events`` / ``finish_run`` (the commit comes a little later, so
+the latencies are slight overestimates). Requests per minute are not given for the burst, whose
+writing phase lasts under a second.
 """
 
 from __future__ import annotations
@@ -240,9 +243,9 @@ def write_phase(stack: Stack, run_id: str, scenario: Scenario) -> dict[int, floa
     if scenario.rate < 0:
         for start in range(0, BURST_LINES, BURST_CALL):
             numbers = range(start, start + BURST_CALL)
+            sent = time.monotonic()  # the commit is later: latencies are measured from the call
             stack.writer.append_events(run_id, [NewEvent(message=message(n)) for n in numbers])
-            now = time.monotonic()
-            committed.update(dict.fromkeys(numbers, now))
+            committed.update(dict.fromkeys(numbers, sent))
         return committed
     began = time.monotonic()
     written = 0
@@ -256,9 +259,9 @@ def write_phase(stack: Stack, run_id: str, scenario: Scenario) -> dict[int, floa
         due = int(scenario.rate * (due_at - began) + 1e-9)
         if due > written:
             numbers = range(written, due)
+            sent = time.monotonic()
             stack.writer.append_events(run_id, [NewEvent(message=message(n)) for n in numbers])
-            now = time.monotonic()
-            committed.update(dict.fromkeys(numbers, now))
+            committed.update(dict.fromkeys(numbers, sent))
             written = due
 
 
@@ -279,8 +282,8 @@ def run_scenario(stack: Stack, scenario: Scenario, workdir: Path) -> list[Follow
     committed = write_phase(stack, run_id, scenario)  # an idle phase writes nothing for its length
     phase_ended = time.monotonic()
     during = {name: proxy.counts - before[name] for name, proxy in proxies.items()}
+    finished = time.monotonic()  # from the call: the commit is a little later
     stack.writer.finish_run(run_id, WORKER, "success", exit_code=0)
-    finished = time.monotonic()
     exits = {
         name: threading.Thread(target=reap, args=(process, reader))
         for name, (process, reader) in followers.items()
@@ -386,7 +389,7 @@ def row(scenario: Scenario, follow: Follow) -> str:
     cells = [
         scenario.name,
         follow.follower,
-        f"{follow.requests_per_minute:.1f}",
+        f"{follow.requests_per_minute:.1f}" if scenario.rate >= 0 else "—",
         f"{follow.total.requests:,}",
         f"{follow.phase_bytes / 1000:.1f}",
         f"{follow.total.bytes_received / 1000:.1f}",
