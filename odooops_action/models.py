@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from odooops_action.domain import (
     ACTIVE_STATUSES,
@@ -134,14 +134,16 @@ class RunDelta(_Row):
     run: Run | None = None
     artifacts: list[Artifact] | None = None
 
-    @staticmethod
-    def with_run_id(answer: Any, run_id: str) -> Any:
-        """The answer with the run id added to its events (they do not repeat it), to validate."""
-        if isinstance(answer, dict) and isinstance(answer.get("events"), list):
+    @model_validator(mode="before")
+    @classmethod
+    def _events_of_the_run(cls, answer: Any, info: ValidationInfo) -> Any:
+        """The answer's events do not repeat the run id: it comes from the validation context."""
+        run_id = (info.context or {}).get("run_id")
+        if run_id is not None and isinstance(answer, dict) and isinstance(answer.get("events"), list):
             events = answer["events"]
             return {
                 **answer,
-                "events": [{**e, "run_id": run_id} if isinstance(e, dict) else e for e in events],
+                "events": [{"run_id": run_id, **e} if isinstance(e, dict) else e for e in events],
             }
         return answer
 
