@@ -293,6 +293,7 @@ def test_following_over_listen_loses_and_repeats_nothing_across_a_database_resta
         writer.append_events(run.run_id, log_lines(50, "before"))
         wait_until(lambda: "before 00049" in observer.messages, "the events written before the restart")
         devstack.cluster.restart()
+        devstack.server.api.pool.close()  # the REST server's pooled connections died too: later tests
         writer.close()  # its connection died with the server; the next call opens a new one
         writer.append_events(run.run_id, log_lines(50, "after"))
         writer.finish_run(run.run_id, WORKER, "success", exit_code=0)
