@@ -32,6 +32,7 @@ from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError, Tr
 from odooops_action.validation import (
     parse_poll_interval,
     parse_positive_seconds,
+    validate_database_url,
     validate_env_id,
     validate_git_ref,
     validate_idempotency_key,
@@ -42,7 +43,8 @@ from odooops_action.validation import (
 )
 
 if TYPE_CHECKING:
-    from odooops_action.models import Run
+    from odooops_action.domain import CreateRunRequest
+    from odooops_action.models import CreatedRun, Run
     from odooops_action.store.base import RunStore
     from odooops_action.store.factory import StorePreference
     from odooops_action.waiting import WaitResult
@@ -145,11 +147,17 @@ def _create(options: argparse.Namespace) -> int:
         idempotency_key=new_key("cli") if given_key is None else validate_idempotency_key(given_key),
         request_key=new_key("cli-request"),
     )
-    with _connected(options) as store:
-        try:
-            created = store.create_run(request)
-        except TransientError as unavailable:
-            raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
+    created: CreatedRun | None = None
+    sent = False
+    try:
+        with _connected(options) as store:
+            sent = True
+            try:
+                created = store.create_run(request)
+            except TransientError as unavailable:
+                raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
+    except KeyboardInterrupt:
+        raise _interrupted_create(request, sent, created) from None
     if not created.created:
         _note(
             f"Run {created.run.run_id} already exists for idempotency key {request.idempotency_key!r} "
@@ -171,7 +179,31 @@ def _maybe_queued(unavailable: TransientError, key: str | None) -> TransientErro
     )
 
 
+def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedRun | None) -> OdooOpsError:
+    """Ctrl-C during ``create``: say whether the run is queued, and how to find it when unsure."""
+    if created is not None:
+        run_id = created.run.run_id
+        error = OdooOpsError(
+            f"interrupted, but run {run_id} is queued.",
+            hint=f"Wait for it with `odooops wait {run_id}`, or cancel it with `odooops destroy {run_id}`.",
+        )
+    elif not sent:
+        error = OdooOpsError("interrupted before the request was sent: no run was queued.")
+    else:
+        error = OdooOpsError(
+            "interrupted while queuing the run: it may or may not have been queued.",
+            hint=(
+                "To find out without queuing a second run, repeat the command with the same "
+                f"--idempotency-key {request.idempotency_key!r}: it prints the run's id, queuing it "
+                "only if it was not queued."
+            ),
+        )
+    error.exit_code = 128 + signal.SIGINT
+    return error
+
+
 def _wait(options: argparse.Namespace) -> int:
+    from odooops_action.push import change_feed_for
     from odooops_action.waiting import PollSchedule, PrintObserver, run_interruptibly, wait_for_run
 
     run_id = validate_run_id(options.run_id)
@@ -182,7 +214,14 @@ def _wait(options: argparse.Namespace) -> int:
         _note(f"Waiting for run {run_id} to complete (timeout: {timeout:.15g}s)...")
         result, received = run_interruptibly(
             lambda stop: wait_for_run(
-                store, run_id, timeout=timeout, schedule=schedule, observer=PrintObserver(), stop=stop
+                store,
+                run_id,
+                timeout=timeout,
+                schedule=schedule,
+                observer=PrintObserver(),
+                stop=stop,
+                detail=False,  # the CLI prints [level] message
+                changes=change_feed_for(store, run_id),  # LISTEN over a direct connection
             )
         )
         if result.outcome == "timeout" and options.cancel_on_timeout:
@@ -224,11 +263,13 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
         _note(f"Run completed successfully: {run_id}")
         _output(artifact_url(result.artifacts) or "success")
         return 0
-    if result.outcome == "not_found" or run is None:
+    if result.outcome == "not_found":
         raise RunNotFoundError(
             f"run {run_id} not found.",
             hint="Check the id printed by `odooops create` (ops.runs lists the runs).",
         )
+    if run is None:  # no poll was ever answered: the run may well exist
+        raise _never_answered(run_id, timeout, result, received)
     if result.outcome == "failed":
         raise OdooOpsError(
             f"run {run_id} failed{_failure_detail(run)}.",
@@ -252,6 +293,26 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
     raise OdooOpsError(
         f"timed out after {timeout:.15g}s waiting for run {run_id} (last status: {run.status}).{last_error}",
         hint=f"Increase max_wait_seconds, or cancel the run with `odooops destroy {run_id}`.",
+    )
+
+
+def _never_answered(
+    run_id: str, timeout: float, result: WaitResult, received: signal.Signals | None
+) -> OdooOpsError:
+    """The wait ended before any poll got an answer: the run's state is unknown, not "not found"."""
+    if result.outcome == "interrupted":
+        signal_name = received.name if received is not None else "a stop request"
+        error = OdooOpsError(
+            f"interrupted by {signal_name} before any poll of run {run_id} was answered.",
+            hint=f"The run's state is unknown; see it with `odooops wait {run_id}`.",
+        )
+        error.exit_code = 128 + (received if received is not None else signal.SIGINT)
+        return error
+    last = f" The last poll failed: {result.last_error.message}" if result.last_error is not None else ""
+    return TransientError(
+        f"could not reach the server: no poll of run {run_id} was answered in {timeout:.15g}s, so its "
+        f"state is unknown.{last}",
+        hint=f"Check the connection settings and the server, then wait again: `odooops wait {run_id}`.",
     )
 
 
@@ -287,7 +348,7 @@ def _connected(options: argparse.Namespace) -> Iterator[RunStore]:
     environ = dict(os.environ)
     prefer: StorePreference = "auto"
     if options.database_url:
-        environ["DATABASE_URL"] = options.database_url
+        environ["DATABASE_URL"] = validate_database_url(options.database_url, "--database-url")
         prefer = "postgres"
     elif options.postgres:
         prefer = "postgres"
