@@ -4,6 +4,7 @@
     odooops wait <run_id> [max_wait_seconds] [sleep_seconds]                       (env_wait_ready.sh)
     odooops destroy <run_id>                                                       (env_destroy.sh)
     odooops worker ...                                                             (the worker)
+    odooops list | status | logs | retry | workers | doctor | selftest             (operators)
 
 stdout carries only the result a script captures (the run id, the artifact URL or ``success``,
 ``cancelled:<run_id>``); progress and errors go to stderr. Every argument is checked before any
@@ -123,6 +124,10 @@ def _build_parser() -> _Parser:
     destroy.set_defaults(handler=_destroy)
 
     commands.add_parser("worker", add_help=False, help="run a worker (see `odooops worker --help`)")
+
+    from odooops_action.operator.commands import register as register_operator_commands
+
+    register_operator_commands(commands, connection, _connected)
     return parser
 
 
