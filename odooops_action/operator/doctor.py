@@ -305,16 +305,15 @@ def _worker_findings(report: DoctorReport, live_within: int) -> list[Finding]:
         names = ", ".join(output.safe(w.worker_id, 60) for w in live[:5]) + (" …" if len(live) > 5 else "")
         return [Finding("workers", "ok", f"{len(live)} live worker(s): {names}")]
     last = report.workers[0] if report.workers else None
-    seen = (
-        f"; last seen: {output.safe(last.worker_id, 60)} {output.ago(last.last_seen_at, report.now)}"
-        if last
-        else ""
-    )
+    seen = ""
+    if last is not None:
+        what = "stopped" if last.state == "stopped" else "last seen"
+        seen = f" ({output.safe(last.worker_id, 60)} {what} {output.ago(last.last_seen_at, report.now)})"
     return [
         Finding(
             "workers",
             "problem",
-            f"no worker seen in the last {live_within} s{seen}",
+            f"no live worker: none seen in the last {live_within} s{seen}",
             "No worker is running, or workers cannot reach the database (workers check in every 15 s, idle "
             "or busy).",
             "Start a worker (odooops worker --command <your script>) and check its log; `odooops workers` "

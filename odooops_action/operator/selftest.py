@@ -310,13 +310,12 @@ class Selftest:
         )
         return self.db.create_run(request).run
 
-    def _create_run(self) -> str:
+    def _create_run(self) -> list[str]:
         self.run = self.new_run()
-        expect(
-            RUN_ID.fullmatch(self.run.run_id) is not None,
-            f"run id {self.run.run_id!r} has not the seed's format",
-        )
-        return f"Run created with ID: {self.run.run_id}"
+        created = f"Run created with ID: {self.run.run_id}"
+        well_formed = RUN_ID.fullmatch(self.run.run_id) is not None
+        expect(well_formed, f"{created}, but not in the format run-YYYYMMDD-HHMMSS-<sha7>")
+        return [created, "Run ID has the format run-YYYYMMDD-HHMMSS-<sha7>"]
 
     def current(self) -> Run:
         assert self.run is not None
