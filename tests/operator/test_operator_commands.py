@@ -143,7 +143,8 @@ def test_retry_queues_a_linked_copy_and_refuses_an_active_run(
     assert f"queued as a retry of {runs.failed}" in done.stderr
     original, retried = (
         db.execute(
-            "SELECT project_id, env_id, workflow_type, git_ref, git_sha, metadata, status FROM ops.runs WHERE run_id = %s",
+            "SELECT project_id, env_id, workflow_type, git_ref, git_sha, metadata, status FROM ops.runs "
+            "WHERE run_id = %s",
             (run_id,),
         ).fetchone()
         for run_id in (runs.failed, new_id)
@@ -163,7 +164,8 @@ def test_retry_queues_a_linked_copy_and_refuses_an_active_run(
 def test_workers_lists_registered_workers(cli: Cli, db: psycopg.Connection[Any]) -> None:
     worker_id = unique_id("w")
     db.execute(
-        "SELECT ops.worker_beat(worker_id => %s, state => 'busy', current_run_id => 'run-20260101-000000-abcdef0', "
+        "SELECT ops.worker_beat(worker_id => %s, state => 'busy', current_run_id => "
+        "'run-20260101-000000-abcdef0', "
         "host => 'build-7', filters => '{\"project_id\": \"p1\"}'::jsonb)",
         (worker_id,),
     )

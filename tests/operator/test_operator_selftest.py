@@ -29,7 +29,8 @@ def snapshot(db: psycopg.Connection[Any]) -> dict[str, tuple[int, str]]:
     state = {}
     for table in TABLES:
         row = db.execute(
-            f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM ops.{table} t"
+            "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM "
+            f"ops.{table} t"
         ).fetchone()
         assert row is not None
         state[table] = (row[0], row[1])
