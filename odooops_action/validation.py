@@ -161,7 +161,7 @@ def validate_choice(value: str, choices: tuple[str, ...], name: str) -> str:
 def parse_count(value: str, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
     """A whole number between ``minimum`` and ``maximum``."""
     text = value.strip()
-    if not text.isdecimal():
+    if not re.fullmatch(r"[0-9]{1,18}", text):
         raise InputError(f"{name} must be a whole number, got {_shown(value)}.")
     number = int(text)
     if number < minimum or (maximum is not None and number > maximum):
