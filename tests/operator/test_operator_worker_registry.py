@@ -66,7 +66,7 @@ def test_an_idle_worker_keeps_checking_in(monkeypatch: pytest.MonkeyPatch, devst
     from odooops_action.worker.registry import WorkerRegistry
 
     beats: list[str] = []
-    import odooops_action.operator.calls as calls
+    from odooops_action.operator import calls
 
     real_call = calls.call
 
