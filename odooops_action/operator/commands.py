@@ -457,8 +457,11 @@ def filters_text(worker: Worker) -> str:
 
 
 def event_line(printer: output.Printer, event: RunEvent) -> str:
+    """``2026-12-01 21:01:18 UTC #12 [warn] message``; further lines of a multi-line message
+    follow indented behind ``  | ``."""
     level = printer.paint(f"[{event.level}]", event.level)
-    return f"{output.timestamp(event.created_at)} #{event.seq} {level} {output.safe(event.message)}"
+    first, *more = output.lines_of(event.message)
+    return "\n".join([f"{output.timestamp(event.created_at)} #{event.seq} {level} {first}", *more])
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -162,5 +162,12 @@ def safe(text: str | None, limit: int = 0) -> str:
     return cleaned
 
 
+def lines_of(text: str | None) -> list[str]:
+    """Untrusted multi-line text as inert lines: the first as it is, the others behind ``  | `` so
+    that none can start with ``::`` even after the runner trims it (control characters escaped)."""
+    parts = (text or "").replace("\r\n", "\n").split("\n")
+    return [safe(parts[0])] + [f"  | {safe(part)}" for part in parts[1:]]
+
+
 def since_cutoff(now: datetime, seconds: float) -> datetime:
     return now - timedelta(seconds=seconds)

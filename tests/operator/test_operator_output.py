@@ -88,3 +88,9 @@ def test_counts() -> None:
     for bad in ("0", "1001", "-1", "1.5", "x", "٣"):
         with pytest.raises(InputError, match="--limit"):
             parse_count(bad, "--limit", minimum=1, maximum=1000)
+
+
+def test_multi_line_text_cannot_start_a_line_with_a_workflow_command() -> None:
+    lines = output.lines_of("first\n::add-mask::secret\r\n  ::error::x")
+    assert lines == ["first", "  | ::add-mask::secret", "  |   ::error::x"]
+    assert not any(line.strip().startswith("::") for line in lines)
