@@ -48,7 +48,8 @@ INSERT INTO ops.environments (project_id, env_id)
 INSERT INTO ops.runs (run_id, project_id, env_id, workflow_type, git_sha, git_ref, status, claimed_by,
                       queued_at, claimed_at, started_at, finished_at, heartbeat_at, attempt, exit_code,
                       event_seq, metadata)
-SELECT 'run-' || to_char(q AT TIME ZONE 'UTC', 'YYYYMMDD-HH24MISS') || '-' || left(sha, 7) || '-' || (i %% 9000 + 1),
+SELECT 'run-' || to_char(q AT TIME ZONE 'UTC', 'YYYYMMDD-HH24MISS') || '-' || left(sha, 7)
+         || '-' || (i %% 9000 + 1),
        'bench-' || (i %% %(projects)s + 1),
        (array['dev', 'staging', 'prod'])[i %% 3 + 1],
        (array['build', 'deploy', 'test'])[(i / 3) %% 3 + 1],
