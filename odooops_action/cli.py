@@ -253,14 +253,19 @@ def _cancel_after_timeout(store: RunStore, run_id: str, timeout: float) -> None:
 
 
 def _failure_detail(run: Run) -> str:
-    parts = [f"exit code {run.exit_code}"] if run.exit_code is not None else []
-    if run.status_reason:
-        parts.append(run.status_reason)
-    return f" ({': '.join(parts)})" if parts else ""
+    """``(exit code 3: <reason>)``, without saying the exit code twice when the reason does."""
+    reason = run.status_reason or ""
+    exit_code = f"exit code {run.exit_code}" if run.exit_code is not None else ""
+    if exit_code and f"code {run.exit_code}" in reason:
+        exit_code = ""
+    detail = ": ".join(part for part in (exit_code, reason) if part)
+    return f" ({detail})" if detail else ""
 
 
 def _at(run: Run) -> str:
-    return f" at {run.finished_at.isoformat()}" if run.finished_at is not None else ""
+    from odooops_action.domain import utc_text
+
+    return f" at {utc_text(run.finished_at)}" if run.finished_at is not None else ""
 
 
 # -- plumbing -----------------------------------------------------------------------------------

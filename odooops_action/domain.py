@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -52,3 +53,9 @@ def artifact_url(artifacts: Sequence[Artifact]) -> str:
         if artifact.artifact_type == "image":
             return artifact.storage_path
     return artifacts[0].storage_path if artifacts else ""
+
+
+def utc_text(at: datetime) -> str:
+    """The one way a moment is written for people: ``2026-12-01 21:01:18 UTC`` (as the database's
+    ``ops.utc_text`` writes it in its messages)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -53,7 +53,8 @@ class WaitResult:
 
 class WaitObserver(Protocol):
     def on_status(self, run: Run, previous: str | None) -> None:
-        """The status changed (and once at the start, with ``previous`` None).
+        """The status changed (and once at the start, with ``previous`` None), reported after the
+        events that came with it (a worker's "claimed" event before ``running``).
 
         A terminal status is reported after all of the run's events have been delivered.
         """
@@ -202,13 +203,14 @@ def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObse
     seen.run = poll.run
     seen.artifacts = list(poll.artifacts)
     changed = poll.run.status != seen.status
-    if changed and not poll.run.is_terminal:
-        _report_status(seen, observer)
     fresh = [event for event in poll.events if event.seq > seen.cursor]
     if fresh:
         observer.on_events(poll.run, fresh)
         seen.cursor = fresh[-1].seq
         seen.events_seen += len(fresh)
+    # After the events that led to it: "claimed" and "started" come before "Status: running".
+    if changed and not poll.run.is_terminal and not (seen.status is not None and poll.has_more):
+        _report_status(seen, observer)
     return _News(answered=True, new_events=len(fresh), status_changed=changed, has_more=poll.has_more)
 
 

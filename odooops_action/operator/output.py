@@ -18,8 +18,10 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
+
+from odooops_action.domain import utc_text
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -111,9 +113,7 @@ def _json_default(value: object) -> str:
 
 def timestamp(at: datetime | None) -> str:
     """``2026-12-01 21:01:18 UTC``, or ``-``."""
-    if at is None:
-        return "-"
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if at is None else utc_text(at)
 
 
 def ago(at: datetime | None, now: datetime) -> str:

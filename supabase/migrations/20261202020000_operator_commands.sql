@@ -10,7 +10,10 @@
 --     ops.delete_selftest_project, which removes only what odooops selftest created.
 --
 -- Every function answers with the database's clock (`now`) so that clients show relative times
--- ("3 min ago") without trusting their own clock.
+-- ("3 min ago") without trusting their own clock. They are SECURITY DEFINER with an empty
+-- search_path: they do exactly what they say whoever calls them, including the core helpers they
+-- use (ops.require_run, ops.raise_error, ...) whatever those helpers' grants; only service_role
+-- may execute them (see Security at the end).
 
 set lock_timeout = '5s';
 set statement_timeout = '120s';
@@ -59,6 +62,54 @@ create index runs_workflow_recent_idx on ops.runs (workflow_type, queued_at desc
 -- A run's timeline (its status changes) without reading all of its log.
 -- squawk-ignore require-concurrent-index-creation
 create index run_events_status_idx on ops.run_events (run_id, seq) where (payload ->> 'kind') = 'status';
+
+-- ---------------------------------------------------------------------------------------------
+-- A run's id and its queue time agree
+-- ---------------------------------------------------------------------------------------------
+
+-- ops.create_run takes the id's second from clock_timestamp() while queued_at defaulted to now()
+-- (the transaction's start): across a second boundary the id said 22:01:19 and queued_at
+-- 22:01:18.998. The insert trigger now puts queued_at in the id's second when the two are that
+-- tick apart (the first or last instant of the id's second: a shift of under a second); a run
+-- inserted without an id gets one from now(), the same instant as its queued_at. Same body
+-- otherwise.
+create or replace function ops.tg_runs_before_insert()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+    id_second timestamptz;
+begin
+    if new.status is distinct from 'queued' then
+        perform ops.raise_error('PT409',
+            format('a run is created in status queued, not %s', new.status),
+            'Insert the run as queued; workers move it on with ops.claim_next_run.');
+    end if;
+    if new.run_id is null then
+        new.run_id := ops.base_run_id(new.git_sha, now());
+    end if;
+    -- queued_at arrives filled (its column default is now()): align it when it is off by the
+    -- second that ticked over between now() and the id's clock_timestamp(), not otherwise.
+    new.queued_at := coalesce(new.queued_at, now());
+    if new.run_id ~ '^run-[0-9]{8}-[0-9]{6}-' then
+        id_second := (to_timestamp(substr(new.run_id, 5, 15), 'YYYYMMDD-HH24MISS')::timestamp) at time zone 'UTC';
+        if date_trunc('second', new.queued_at) <> id_second
+           and new.queued_at between id_second - interval '1 second' and id_second + interval '2 seconds' then
+            new.queued_at := least(greatest(new.queued_at, id_second), id_second + interval '999999 microseconds');
+        end if;
+    end if;
+    new.claimed_by := null;
+    new.claimed_at := null;
+    new.started_at := null;
+    new.finished_at := null;
+    new.heartbeat_at := null;
+    new.attempt := 0;
+    new.event_seq := 0;
+    new.exit_code := null;
+    return new;
+end;
+$$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Selftest runs are reserved for the selftest
@@ -124,6 +175,7 @@ create function ops.create_project(
 )
 returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -150,6 +202,7 @@ create function ops.create_environment(
 )
 returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -183,6 +236,7 @@ $$;
 create function ops.delete_selftest_project(project_id text, nonce text)
 returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -265,6 +319,7 @@ create function ops.list_workers(seen_within_seconds integer default 86400)
 returns jsonb
 language sql
 stable
+security definer
 set search_path = ''
 as $$
     select jsonb_build_object(
@@ -296,6 +351,7 @@ create function ops.list_runs(
 returns jsonb
 language plpgsql
 stable
+security definer
 set search_path = ''
 as $$
 declare
@@ -357,6 +413,7 @@ create function ops.run_status(run_id text, last_events integer default 10)
 returns jsonb
 language plpgsql
 stable
+security definer
 set search_path = ''
 as $$
 declare
@@ -384,6 +441,7 @@ $$;
 create function ops.retry_run(run_id text, created_by text default null, idempotency_key text default null)
 returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -436,6 +494,7 @@ create function ops.doctor_report(lease_seconds integer default 60, live_within_
 returns jsonb
 language plpgsql
 stable
+security definer
 set search_path = ''
 as $$
 declare
