@@ -80,7 +80,8 @@ def test_a_run_ids_second_is_its_queue_times_second(db: psycopg.Connection[Any],
     run_id = queue(db, project)
     for candidate in (run_id,):
         row = db.execute(
-            "SELECT to_char(queued_at AT TIME ZONE 'UTC', 'YYYYMMDD-HH24MISS') FROM ops.runs WHERE run_id = %s",
+            "SELECT to_char(queued_at AT TIME ZONE 'UTC', 'YYYYMMDD-HH24MISS') FROM ops.runs WHERE run_id "
+            "= %s",
             (candidate,),
         ).fetchone()
         assert row is not None
