@@ -21,6 +21,7 @@ WorkflowType = Literal["build", "deploy", "test"]
 EventLevel = Literal["debug", "info", "warn", "error"]
 ArtifactType = Literal["image", "sbom", "logs", "evidence", "manifest"]
 
+RUN_STATUSES: tuple[str, ...] = ("queued", "claimed", "running", "success", "failed", "cancelled")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "claimed", "running"})
 WORKFLOW_TYPES: tuple[str, ...] = ("build", "deploy", "test")

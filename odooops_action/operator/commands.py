@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 import secrets
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from odooops_action.domain import EVENT_LEVELS, WORKFLOW_TYPES
+from odooops_action.domain import EVENT_LEVELS, RUN_STATUSES, WORKFLOW_TYPES
 from odooops_action.operator import output
 from odooops_action.operator.calls import call
 from odooops_action.validation import (
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 Connect = Callable[[argparse.Namespace], AbstractContextManager["RunStore"]]
 
-STATUSES: tuple[str, ...] = ("queued", "claimed", "running", "success", "failed", "cancelled")
 DEFAULT_LIST_LIMIT = "20"
 DEFAULT_STATUS_EVENTS = "10"
 
@@ -98,7 +98,7 @@ def register(commands: Any, connection: argparse.ArgumentParser, connect: Connec
     listing = commands.add_parser("list", parents=parents, help="list runs, newest first")
     listing.add_argument("--project", help="only this project")
     listing.add_argument("--env", help="only this environment")
-    listing.add_argument("--status", help=f"only this status ({', '.join(STATUSES)})")
+    listing.add_argument("--status", help=f"only this status ({', '.join(RUN_STATUSES)})")
     listing.add_argument("--workflow-type", help="only this workflow type (build, deploy, test)")
     listing.add_argument("--since", help="only runs queued within this duration, e.g. 30m, 2h, 7d")
     listing.add_argument("--limit", default=DEFAULT_LIST_LIMIT, help="runs per page (default 20, max 1000)")
@@ -187,10 +187,11 @@ def list_command(options: argparse.Namespace, connect: Connect) -> int:
 
 def _list_arguments(options: argparse.Namespace) -> dict[str, Any]:
     since = None if options.since is None else parse_duration(options.since, "--since")
+    status = None if options.status is None else validate_choice(options.status, RUN_STATUSES, "--status")
     return {
         "project_id": None if options.project is None else validate_project_id(options.project, "--project"),
         "env_id": None if options.env is None else validate_env_id(options.env, "--env"),
-        "status": None if options.status is None else validate_choice(options.status, STATUSES, "--status"),
+        "status": status,
         "workflow_type": (
             None
             if options.workflow_type is None
@@ -219,9 +220,9 @@ def _shell_words(options: argparse.Namespace) -> list[str]:
         ("--since", "since"),
     ):
         if getattr(options, name):
-            words += [flag, getattr(options, name)]
+            words += [flag, shlex.quote(getattr(options, name))]
     if options.limit != DEFAULT_LIST_LIMIT:
-        words += ["--limit", options.limit]
+        words += ["--limit", shlex.quote(options.limit)]
     return words
 
 

@@ -453,7 +453,11 @@ class Selftest:
         from odooops_action.operator.calls import call
 
         try:
-            call(self.db, "delete_selftest_project", {"project_id": self.project_id, "nonce": self.nonce})
+            removed = call(
+                self.db, "delete_selftest_project", {"project_id": self.project_id, "nonce": self.nonce}
+            )
+            runs = removed.get("runs", 0) if isinstance(removed, dict) else 0
+            self._note(f"Cleanup: removed project {self.project_id} and its {runs} run(s).")
         except OdooOpsError as error:
             self._note(
                 f"Could not remove project {self.project_id}: {_one_line(str(error))} Remove it with: "

@@ -197,3 +197,10 @@ def test_an_unreachable_url(tmp_path: Path) -> None:
     [problem] = problems(found)
     assert problem["check"] == "reachable"
     assert "127.0.0.1:9" in problem["cause"]
+
+
+def test_workers_with_none_registered(doctor: Cli, sql: psycopg.Connection[Any]) -> None:
+    done = doctor("workers")
+    assert done.returncode == 0
+    assert done.stdout == "No worker seen in the last 1 d.\n"
+    assert json.loads(doctor("workers", "--json").stdout) == {"workers": []}

@@ -6,6 +6,7 @@ After it — passed, failed or interrupted — the database holds exactly what i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,7 @@ def test_selftest_passes_and_leaves_the_database_as_it_found_it(
     assert f"SKIPPED: {skipped}" in done.stdout
     assert "FAILED: 0" in done.stdout
     assert done.stdout.rstrip().endswith("All tests passed!")
+    assert re.fullmatch(r"Cleanup: removed project selftest-\S+ and its \d+ run\(s\)\.\n", done.stderr)
     assert snapshot(db) == before
 
 
@@ -127,8 +129,9 @@ def test_a_real_worker_cannot_claim_the_selftests_runs(db: psycopg.Connection[An
         db.execute("DELETE FROM ops.projects WHERE project_id = 'st-reserved'")
 
 
-def test_selftest_interrupted_by_sigterm_cleans_up(
-    devstack: DevStack, tmp_path: Path, db: psycopg.Connection[Any]
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_selftest_interrupted_cleans_up(
+    devstack: DevStack, tmp_path: Path, db: psycopg.Connection[Any], stop: signal.Signals
 ) -> None:
     before = snapshot(db)
     env = cli_environment(connection_env(devstack, "rest"))
@@ -145,12 +148,12 @@ def test_selftest_interrupted_by_sigterm_cleans_up(
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
             if line.startswith("[TEST] Test 6:"):
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(stop)
                 break
         rest, _ = process.communicate(timeout=60)
     lines += rest.splitlines()
     assert process.returncode == 1
-    assert "[FAIL] interrupted by SIGTERM; the selftest's data was removed" in lines
+    assert f"[FAIL] interrupted by {stop.name}; the selftest's data was removed" in lines
     assert snapshot(db) == before
 
 
