@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import secrets
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from odooops_action.domain import EVENT_LEVELS, RUN_STATUSES, WORKFLOW_TYPES
+from odooops_action.domain import EVENT_LEVELS, RUN_STATUSES, WORKFLOW_TYPES, new_key
 from odooops_action.operator import output
 from odooops_action.operator.calls import call
 from odooops_action.validation import (
@@ -392,13 +391,17 @@ def retry_command(options: argparse.Namespace, connect: Connect) -> int:
 
     run_id = validate_run_id(options.run_id)
     created_by = options.created_by or os.environ.get("USER") or "cli"
-    # One key per invocation: a retried request returns the run this invocation created.
-    key = f"retry-{run_id}-{secrets.token_hex(8)}"
+    # One key per invocation: a repeated request returns the run this invocation created.
+    key = new_key("retry")
     from odooops_action.operator.views import RetriedRun
 
     with connect(options) as store:
         retried = RetriedRun.model_validate(
-            call(store, "retry_run", {"run_id": run_id, "created_by": created_by, "idempotency_key": key})
+            call(
+                store,
+                "retry_run",
+                {"run_id": run_id, "created_by": created_by, "idempotency_key": key, "request_key": key},
+            )
         )
     if options.json:
         output.print_json({"run": run_json(retried.run), "retry_of": retried.retry_of})

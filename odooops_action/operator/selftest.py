@@ -37,7 +37,7 @@ from odooops_action.errors import OdooOpsError
 
 if TYPE_CHECKING:
     from odooops_action.models import Run
-    from odooops_action.store.base import RunStore
+    from odooops_action.store.base import FinalStatus, RunStore
 
 Outcome = Literal["pass", "fail", "skip"]
 Connect = Callable[[argparse.Namespace], Any]
@@ -220,10 +220,13 @@ class Selftest:
         self.created_project = False
         self.kept = False
         self.run: Run | None = None
+        self.attempts: dict[str, int] = {}  # run id -> the attempt this selftest's claim holds
 
     @property
     def transport(self) -> str:
-        return "rest" if self.store is not None and hasattr(self.store, "_rpc") else "postgres"
+        from odooops_action.store.rest import RestStore
+
+        return "rest" if isinstance(self.store, RestStore) else "postgres"
 
     @property
     def db(self) -> RunStore:
@@ -335,7 +338,15 @@ class Selftest:
         expect(claimed is not None, "claim_next_run returned no run although the selftest's run is queued")
         assert claimed is not None
         expect(claimed.run_id == run.run_id, f"claimed {claimed.run_id}, expected {run.run_id}")
+        self.attempts[claimed.run_id] = claimed.attempt
         return claimed
+
+    def start(self, run_id: str) -> Run:
+        return self.db.start_run(run_id, self.worker_id, attempt=self.attempts[run_id]).run
+
+    def finish(self, run_id: str, status: FinalStatus, exit_code: int, reason: str | None = None) -> Run:
+        attempt = self.attempts[run_id]
+        return self.db.finish_run(run_id, self.worker_id, status, exit_code, reason, attempt=attempt).run
 
     def _claim(self) -> str:
         assert self.run is not None
@@ -354,7 +365,7 @@ class Selftest:
             NewEvent(level="debug", message="Layer 1/5 complete"),
             NewEvent(level="warn", message="Build cache is cold"),
         ]
-        self.db.append_events(self.run.run_id, events)
+        self.db.append_events(self.run.run_id, events, attempt=self.attempts[self.run.run_id])
         logged = [
             e for e in self.db.poll_run(self.run.run_id).events if e.message in {e.message for e in events}
         ]
@@ -363,7 +374,7 @@ class Selftest:
 
     def _mark_running(self) -> str:
         assert self.run is not None
-        started = self.db.start_run(self.run.run_id, self.worker_id)
+        started = self.start(self.run.run_id)
         expect(started.status == "running" and started.started_at is not None, f"run is {started.status}")
         return "Run marked as running"
 
@@ -373,7 +384,8 @@ class Selftest:
         assert self.run is not None
         artifact = self.db.add_artifact(
             self.run.run_id,
-            NewArtifact(
+            attempt=self.attempts[self.run.run_id],
+            artifact=NewArtifact(
                 artifact_type="image",
                 storage_path=f"ghcr.io/odooops/selftest:{self.run.short_sha}",
                 digest="sha256:" + secrets.token_hex(32),
@@ -384,7 +396,7 @@ class Selftest:
 
     def _mark_success(self) -> str:
         assert self.run is not None
-        finished = self.db.finish_run(self.run.run_id, self.worker_id, "success", exit_code=0)
+        finished = self.finish(self.run.run_id, "success", 0)
         expect(finished.status == "success" and finished.finished_at is not None, f"run is {finished.status}")
         return "Run marked as success"
 
@@ -421,8 +433,8 @@ class Selftest:
     def _failure_detected(self) -> str:
         run = self.new_run()
         self.claim(run)
-        self.db.start_run(run.run_id, self.worker_id)
-        self.db.finish_run(run.run_id, self.worker_id, "failed", exit_code=3, reason="selftest failure")
+        self.start(run.run_id)
+        self.finish(run.run_id, "failed", 3, "selftest failure")
         outcome = self.wait(run.run_id)
         expect(outcome == "failed", f"odooops wait ended with {outcome!r} for a failed run")
         return "env_wait_ready.sh (odooops wait) correctly detected failed run"
@@ -512,11 +524,11 @@ def check_event_cursor(suite: Selftest) -> str:
 
     run = suite.new_run()
     suite.claim(run)
-    suite.db.start_run(run.run_id, suite.worker_id)
+    suite.start(run.run_id)
     total = 25
     for start in (0, 10, 20):
         batch = [NewEvent(message=f"selftest line {n}") for n in range(start + 1, min(start + 10, total) + 1)]
-        suite.db.append_events(run.run_id, batch)
+        suite.db.append_events(run.run_id, batch, attempt=suite.attempts[run.run_id])
     seen: list[str] = []
     seqs: list[int] = []
     cursor, pages = 0, 0
@@ -528,7 +540,7 @@ def check_event_cursor(suite: Selftest) -> str:
         cursor = poll.cursor_after(cursor)
         if not poll.has_more:
             break
-    suite.db.finish_run(run.run_id, suite.worker_id, "success", exit_code=0)
+    suite.finish(run.run_id, "success", 0)
     expected = [f"selftest line {n}" for n in range(1, total + 1)]
     expect(seqs == sorted(set(seqs)), "sequence numbers repeated or out of order across pages")
     expect(seen == expected, f"read {len(seen)} lines, not 1..{total} once each in order")
@@ -538,10 +550,12 @@ def check_event_cursor(suite: Selftest) -> str:
 def check_cancel_running(suite: Selftest) -> str:
     run = suite.new_run()
     suite.claim(run)
-    suite.db.start_run(run.run_id, suite.worker_id)
+    suite.start(run.run_id)
     cancelled = suite.db.cancel_run(run.run_id, reason="odooops selftest", cancelled_by=CREATOR)
     expect(cancelled.run.status == "cancelled", f"a running run's cancel left it {cancelled.run.status}")
-    seen_by_worker = suite.db.heartbeat_run(run.run_id, suite.worker_id)
+    seen_by_worker = suite.db.heartbeat_run(
+        run.run_id, suite.worker_id, attempt=suite.attempts[run.run_id]
+    ).run
     expect(seen_by_worker.status == "cancelled", f"the worker's heartbeat sees {seen_by_worker.status}")
     return f"Running run cancelled and its worker's heartbeat sees it: {run.run_id}"
 

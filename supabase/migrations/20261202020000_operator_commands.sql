@@ -437,8 +437,12 @@ end;
 $$;
 
 -- A new run with the original's project, environment, workflow type, ref, commit and metadata,
--- linked to it by metadata.retry_of. Only a finished run can be retried.
-create function ops.retry_run(run_id text, created_by text default null, idempotency_key text default null)
+-- linked to it by metadata.retry_of. Only a finished run can be retried. The repeat keys are
+-- ops.create_run's: idempotency_key finds the retry again, request_key tells whether this call
+-- created it.
+create function ops.retry_run(
+    run_id text, created_by text default null, idempotency_key text default null, request_key text default null
+)
 returns jsonb
 language plpgsql
 security definer
@@ -461,6 +465,7 @@ begin
         env_id => original.env_id,
         created_by => coalesce(retry_run.created_by, original.created_by),
         idempotency_key => retry_run.idempotency_key,
+        request_key => retry_run.request_key,
         metadata => (original.metadata - 'workflow_type' - 'git_ref' - 'created_by')
             || jsonb_build_object('retry_of', original.run_id)
     );
@@ -480,8 +485,8 @@ language sql
 immutable
 set search_path = ''
 as $$
-    select array['create_run', 'poll_run', 'cancel_run', 'claim_next_run', 'start_run', 'heartbeat_run',
-                 'finish_run', 'append_events', 'add_artifact', 'recover_stalled_runs', 'schema_version',
+    select array['create_run', 'poll_run', 'cancel_run', 'claim_next_run', 'start_run_v2', 'heartbeat_run_v2',
+                 'finish_run_v2', 'append_events', 'add_artifact', 'recover_stalled_runs', 'schema_version',
                  'create_project', 'create_environment', 'delete_selftest_project', 'worker_beat',
                  'list_workers', 'list_runs', 'run_status', 'retry_run', 'doctor_report']
 $$;
@@ -583,7 +588,7 @@ revoke all on function
     ops.list_workers(integer),
     ops.list_runs(text, text, text, text, double precision, text, integer),
     ops.run_status(text, integer),
-    ops.retry_run(text, text, text),
+    ops.retry_run(text, text, text, text),
     ops.operation_names(),
     ops.doctor_report(integer, integer),
     ops.tg_runs_selftest_reserved()
@@ -598,7 +603,7 @@ grant execute on function
     ops.list_workers(integer),
     ops.list_runs(text, text, text, text, double precision, text, integer),
     ops.run_status(text, integer),
-    ops.retry_run(text, text, text),
+    ops.retry_run(text, text, text, text),
     ops.operation_names(),
     ops.doctor_report(integer, integer)
 to service_role;
