@@ -30,10 +30,11 @@ demo: setup
 stack: setup
 	$(PY) -m tests.devstack
 
-# The Action's performance budget: one table (BENCHMARKS.md); then the operator reads over a
-# million finished runs (BENCHMARKS.md, "Operator reads").
+# The performance budgets: the Action's table, the responsiveness table, then the operator reads
+# over a million finished runs (BENCHMARKS.md, "Operator reads").
 bench: setup
 	$(PY) bench/perf_budget.py
+	$(PY) bench/responsiveness.py
 	$(PY) bench/list_bench.py
 
 # The worker's claim throughput/latency benchmark (BENCHMARKS.md, "Claiming").

@@ -15,6 +15,9 @@ from tests.devstack import DevStack
 from tests.lifecycle.helpers import new_sha
 from tests.operator.conftest import Cli, connection_env
 
+# Whole stacks of their own and processes waiting out retries: not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DevStack]:

@@ -22,6 +22,9 @@ from tests.devstack.postgres import DEFAULT_MIGRATIONS_DIR
 from tests.lifecycle.helpers import cli_command, cli_environment
 from tests.operator.conftest import Cli, connection_env
 
+# Whole stacks of their own and processes waiting out retries: not the fast tier.
+pytestmark = pytest.mark.slow
+
 TABLES = ("projects", "environments", "runs", "run_events", "artifacts", "workers")
 
 
