@@ -588,8 +588,68 @@ def check_anon_refused(suite: Selftest) -> str:
 
 
 def check_scoped_token(suite: Selftest) -> str:
-    """Hook for scoped tokens: refused outside their scope once the deployment has them."""
-    raise SkipCheck("scoped tokens are not part of this version; nothing to check")
+    """A read-only scoped token (``odooops_pat_…`` with the public key) reads its project's run and
+    is refused a create and a cancel. Skipped where the store has no token management (versions
+    before scoped tokens) and over PostgreSQL (tokens travel over REST)."""
+    manage = getattr(suite.db, "manage_tokens", None)
+    if manage is None:
+        raise SkipCheck("scoped tokens are not part of this version; nothing to check")
+    if suite.transport != "rest":
+        raise SkipCheck("scoped tokens travel over REST only (this connection is PostgreSQL)")
+    public_key = suite.environ.get("SUPABASE_ANON_KEY") or suite.environ.get("SUPABASE_PUBLISHABLE_KEY")
+    url = suite.environ.get("SUPABASE_URL")
+    if not public_key or not url:
+        raise SkipCheck("set SUPABASE_ANON_KEY (the public key a token travels with) to check tokens")
+    from datetime import timedelta
+
+    run = suite.new_run()
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    arguments = {"project_id": suite.project_id, "scopes": ["read"], "expires_at": expires}
+    created = manage("create_api_token", arguments | {"note": "odooops selftest", "created_by": CREATOR})
+    try:
+        refused = _refused_outside_read_scope(suite, run, url, public_key, str(created["token"]))
+    finally:
+        manage("revoke_api_token", {"token_id": created["token_id"], "revoked_by": CREATOR})
+        suite.db.cancel_run(run.run_id, reason="odooops selftest", cancelled_by=CREATOR)
+    return f"A read-only token reads its project's run and is refused {' and '.join(refused)}"
+
+
+def _refused_outside_read_scope(
+    suite: Selftest, run: Run, url: str, public_key: str, token: str
+) -> list[str]:
+    from odooops_action.config import ConnectionSettings
+    from odooops_action.domain import CreateRunRequest
+    from odooops_action.store.factory import open_store
+
+    # Built from a mapping: the token field exists only in versions with scoped tokens.
+    connection: dict[str, Any] = {"supabase_url": url, "supabase_key": public_key, "token": token}
+    scoped = open_store(ConnectionSettings(**connection), "rest")
+    try:
+        seen = scoped.poll_run(run.run_id, max_events=0).run
+        expect(seen.run_id == run.run_id, f"the token read {seen.run_id}, not its project's run {run.run_id}")
+        request = CreateRunRequest(
+            project_id=suite.project_id,
+            workflow_type="build",
+            git_ref="selftest",
+            git_sha=secrets.token_hex(20),
+            env_id=ENV_ID,
+            metadata={"selftest_worker": suite.worker_id},
+        )
+        attempts: list[tuple[str, Callable[[], object]]] = [
+            ("create", lambda: scoped.create_run(request)),
+            ("cancel", lambda: scoped.cancel_run(run.run_id, reason="odooops selftest")),
+        ]
+        refused = []
+        for what, attempt in attempts:
+            try:
+                attempt()
+            except OdooOpsError:
+                refused.append(what)
+                continue
+            raise CheckFailed(f"a token scoped to read could {what}")
+        return refused
+    finally:
+        scoped.close()
 
 
 _OWN_CHECKS: list[tuple[str, ExtraCheck]] = [
