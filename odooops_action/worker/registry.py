@@ -5,7 +5,8 @@ for each slot every :data:`BEAT_INTERVAL` seconds — idle or busy, so that ``od
 ``odooops doctor`` see an idle fleet — and at once when a slot's state changes (idle → busy with
 the run it executes, and back; ``stopped`` on exit). The registry never stops the worker: a
 failed beat is logged and tried again at the next interval; a schema without ``ops.worker_beat``
-(migrations older than 20261202020000) is logged once and the registry goes quiet.
+(migrations older than 20261202020000) or a role that may not call it is logged once and the
+registry goes quiet.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from odooops_action import __version__
-from odooops_action.errors import MigrationMissingError, OdooOpsError
+from odooops_action.errors import AuthError, MigrationMissingError, OdooOpsError
 from odooops_action.models import ClaimFilter
 from odooops_action.store.base import RunStore
 from odooops_action.worker.log import WorkerLog
@@ -115,7 +116,8 @@ class WorkerRegistry:
             }
             try:
                 call(store, "worker_beat", arguments)
-            except MigrationMissingError as exc:
+            except (MigrationMissingError, AuthError) as exc:
+                # An older schema, or a role without ops.worker_beat: say so once, then stay quiet.
                 self._log("registry_unavailable", level="warn", error=exc)
                 self._quiet = True
                 return

@@ -87,3 +87,30 @@ def test_an_idle_worker_keeps_checking_in(monkeypatch: pytest.MonkeyPatch, devst
             db.execute("DELETE FROM ops.workers WHERE worker_id = 'reg-beat'")
     assert set(beats[:3]) == {"idle"}
     assert beats[-1] == "stopped"
+
+
+def test_a_role_without_worker_beat_is_reported_once_and_the_worker_goes_on(devstack: DevStack) -> None:
+    from odooops_action.config import ConnectionSettings
+    from odooops_action.models import ClaimFilter
+    from odooops_action.store.factory import open_store
+    from odooops_action.worker.registry import WorkerRegistry
+
+    logged: list[str] = []
+
+    def log(action: str, **fields: Any) -> None:
+        logged.append(action)
+
+    # A key the server refuses (401): what a worker role without the grant sees.
+    refused = ConnectionSettings(supabase_url=devstack.url, supabase_key="sb_secret_not_a_key_of_this_stack")
+    registry = WorkerRegistry(
+        lambda: open_store(refused, "rest"),
+        ["reg-refused"],
+        ClaimFilter(),
+        log,
+        interval=0.05,
+    )
+    registry.start()
+    wait_until(lambda: "registry_unavailable" in logged, 20, "the refusal logged")
+    registry.stop()
+    assert logged.count("registry_unavailable") == 1
+    assert "registry_failed" not in logged
