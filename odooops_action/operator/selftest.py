@@ -108,7 +108,8 @@ def selftest_command(options: argparse.Namespace, connect: Connect) -> int:
                     with _signals_deferred():
                         suite.clean_up(keep=options.keep)
         except Interrupted as stop:
-            report.fail_current(f"interrupted by {stop.signal_name}; the selftest's data was removed")
+            left = "its data was kept (--keep)" if suite.kept else "the selftest's data was removed"
+            report.fail_current(f"interrupted by {stop.signal_name}; {left}")
         except OdooOpsError as error:
             # The connection could not even be opened (configuration, anon key, unreachable).
             report.fail_current(_one_line(str(error)))
