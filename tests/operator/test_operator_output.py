@@ -94,3 +94,19 @@ def test_multi_line_text_cannot_start_a_line_with_a_workflow_command() -> None:
     lines = output.lines_of("first\n::add-mask::secret\r\n  ::error::x")
     assert lines == ["first", "  | ::add-mask::secret", "  |   ::error::x"]
     assert not any(line.strip().startswith("::") for line in lines)
+
+
+def test_the_readme_documents_every_json_field() -> None:
+    import re
+    from pathlib import Path
+
+    from odooops_action.operator.commands import ARTIFACT_FIELDS, EVENT_FIELDS, RUN_FIELDS, WORKER_FIELDS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("`--json` fields")[1].split("\n\n")[1]
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:]}
+    documented = {name: set(re.findall(r"`([a-z_]+)`", row)) for name, row in rows.items()}
+    assert set(RUN_FIELDS) <= documented["list"]
+    assert set(ARTIFACT_FIELDS) | set(EVENT_FIELDS) <= documented["status"]
+    assert set(EVENT_FIELDS) <= documented["logs"]
+    assert set(WORKER_FIELDS) <= documented["workers"]
