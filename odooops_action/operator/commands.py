@@ -40,6 +40,7 @@ Connect = Callable[[argparse.Namespace], AbstractContextManager["RunStore"]]
 
 DEFAULT_LIST_LIMIT = "20"
 DEFAULT_STATUS_EVENTS = "10"
+FOLLOW_POLL_SECONDS = 2.0  # logs --follow over REST; over PostgreSQL notifications wake it
 
 # The fields --json prints for a run, in this order; documented in the README.
 RUN_FIELDS: tuple[str, ...] = (
@@ -348,6 +349,7 @@ def _pages(store: RunStore, run_id: str, after: int) -> Iterator[Sequence[RunEve
 
 def _follow(store: RunStore, run_id: str, after: int, show: Callable[[Sequence[RunEvent]], None]) -> int:
     from odooops_action.errors import OdooOpsError, RunNotFoundError
+    from odooops_action.push import change_feed_for
     from odooops_action.waiting import PollSchedule, run_interruptibly, wait_for_run
 
     class Shower:
@@ -362,10 +364,12 @@ def _follow(store: RunStore, run_id: str, after: int, show: Callable[[Sequence[R
             store,
             run_id,
             timeout=math.inf,
-            schedule=PollSchedule.for_interval(2.0),
+            schedule=PollSchedule.for_interval(FOLLOW_POLL_SECONDS),
             observer=Shower(),
             stop=stop,
             after_seq=after,
+            # Over a direct connection: LISTEN on the run's channel, no polling while it is quiet.
+            changes=change_feed_for(store, run_id),
         )
     )
     if result.outcome == "not_found":

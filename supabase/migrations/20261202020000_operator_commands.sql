@@ -485,10 +485,11 @@ language sql
 immutable
 set search_path = ''
 as $$
-    select array['create_run', 'poll_run', 'cancel_run', 'claim_next_run', 'start_run_v2', 'heartbeat_run_v2',
-                 'finish_run_v2', 'append_events', 'add_artifact', 'recover_stalled_runs', 'schema_version',
-                 'create_project', 'create_environment', 'delete_selftest_project', 'worker_beat',
-                 'list_workers', 'list_runs', 'run_status', 'retry_run', 'doctor_report']
+    select array['create_run', 'poll_run', 'poll_run_delta', 'cancel_run', 'claim_next_run',
+                 'start_run_v2', 'heartbeat_run_v2', 'finish_run_v2', 'append_events', 'add_artifact',
+                 'recover_stalled_runs', 'schema_version', 'create_project', 'create_environment',
+                 'delete_selftest_project', 'worker_beat', 'list_workers', 'list_runs', 'run_status',
+                 'retry_run', 'doctor_report']
 $$;
 
 -- Everything `odooops doctor` judges, in one answer: the schema's version, overloaded ops
