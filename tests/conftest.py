@@ -70,7 +70,7 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 # worker processes. A test is slow when it needs the local stack (PostgreSQL + REST server, through
 # the `devstack` fixture, however indirectly), lives in a directory whose tests start real tools and
 # processes, or is marked @pytest.mark.slow itself. `make test` runs everything.
-SLOW_DIRECTORIES = frozenset({"delivery"})
+SLOW_DIRECTORIES = frozenset({"delivery", "faults"})  # lint tools; real TCP faults with delays
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
