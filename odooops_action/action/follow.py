@@ -103,7 +103,8 @@ def follow_run(ctx: ActionContext, store: RunStore, run_id: str) -> int:
 
 def _canceller(ctx: ActionContext, run_id: str) -> AbortCanceller:
     def cancel() -> CancelReport:
-        store = ctx.open_store(ABORT_CANCEL_TIMEOUT_SECONDS, ABORT_CANCEL_RETRIES)
+        # Not stoppable: it runs BECAUSE the step was stopped.
+        store = ctx.open_store(ABORT_CANCEL_TIMEOUT_SECONDS, ABORT_CANCEL_RETRIES, interruptible=False)
         try:
             reason = "the GitHub workflow was cancelled while waiting"
             return cancel_safely(store, run_id, reason=reason, cancelled_by=ctx.identity)

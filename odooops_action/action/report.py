@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from odooops_action.action.runtime import StopRequested
 from odooops_action.github.annotations import Annotation, annotation_from_event
 from odooops_action.github.commands import ANNOTATION_LEVELS, AnnotationLevel, WorkflowCommands
 
@@ -143,6 +144,8 @@ class LogReporter:
         self._flush()
 
     def on_poll_error(self, error: Exception) -> None:
+        if isinstance(error, StopRequested):  # not a failure: the step is being stopped
+            return
         self._flush()
         self._commands.info(f"Polling failed, retrying until the timeout: {error}")
 

@@ -37,7 +37,10 @@ def test_manifest_runs_the_image_with_a_post_step() -> None:
     assert "entrypoint" not in runs  # the image's ENTRYPOINT runs the main step
     assert runs["post-entrypoint"] == "/opt/odooops/post_entrypoint.py"
     assert runs["post-if"] == "always()"
-    assert POST_ENTRYPOINT.read_text().startswith("#!/usr/local/bin/python")
+    # The image's ENTRYPOINT and the runner's --entrypoint both execute the scripts: their #! lines
+    # carry the interpreter's isolation flags (odooops_action/action/isolation.py).
+    for script in (ENTRYPOINT, POST_ENTRYPOINT):
+        assert script.read_text().splitlines()[0] == "#!/usr/local/bin/python -Esu"
 
 
 def test_every_input_and_output_is_documented() -> None:
@@ -66,7 +69,7 @@ def test_dockerfile_shape() -> None:
     assert base.split(":")[1].startswith(".".join(map(str, sys.version_info[:2])))
     (entrypoint,) = [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"]
     command = json.loads(entrypoint)  # exec form
-    assert command == ["/usr/local/bin/python", "/opt/odooops/entrypoint.py"]
+    assert command == ["/opt/odooops/entrypoint.py"]  # its #! line: python -Esu
     env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
