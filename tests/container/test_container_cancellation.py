@@ -32,7 +32,9 @@ pytestmark = pytest.mark.slow
 STUCK_POLL_MS = 20_000
 
 
-def watch_status(dsn: str, run_id: str, status: str, started: list[float]) -> tuple[threading.Thread, list[float]]:
+def watch_status(
+    dsn: str, run_id: str, status: str, started: list[float]
+) -> tuple[threading.Thread, list[float]]:
     """A thread recording when ``run_id`` reaches ``status`` (seconds after ``started[0]``)."""
     seen: list[float] = []
 
@@ -52,6 +54,7 @@ def watch_status(dsn: str, run_id: str, status: str, started: list[float]) -> tu
 
 
 def test_cancel_with_a_poll_stuck_in_flight_cancels_and_reports_before_the_client_exits(
+    *,
     job: RunnerJob,
     devstack: DevStack,
     connection: dict[str, str],
@@ -106,7 +109,13 @@ def test_cancel_with_a_poll_stuck_in_flight_cancels_and_reports_before_the_clien
 def test_post_step_cancels_when_the_main_step_was_killed(
     job: RunnerJob, connection: dict[str, str], project: str, db: psycopg.Connection[Any]
 ) -> None:
-    inputs = {**connection, "mode": "create", "project_id": project, "workflow_type": "deploy", "wait": "true"}
+    inputs = {
+        **connection,
+        "mode": "create",
+        "project_id": project,
+        "workflow_type": "deploy",
+        "wait": "true",
+    }
     step = job.start(inputs)
     step.wait_for_output("Waiting up to")
 
