@@ -117,3 +117,56 @@ def test_hanging_abort_cancel_does_not_hold_the_step(
     assert time.monotonic() - started < 5
     assert state_of(env)["should_cancel"] == "true"
     assert "did not finish in time" in capsys.readouterr().out
+
+
+class StuckPollStore(EndlessRunStore):
+    """The first poll answers; the next one hangs (a slow server) until released."""
+
+    def __init__(self) -> None:
+        super().__init__("cancel")
+        self.polls = 0
+        self.stuck = threading.Event()
+
+    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
+        self.polls += 1
+        if self.polls > 1:
+            self.stuck.set()
+            self.release.wait(30)
+        return super().poll_run(run_id, after_seq, max_events)
+
+    def cancel_run(
+        self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
+    ) -> CancelResult:
+        self.cancels += 1
+        run = make_run(run_id=run_id, status="cancelled", exit_code=None)
+        return CancelResult(outcome="cancelled", run=run)
+
+
+def test_stop_abandons_a_poll_in_flight(step: tuple[dict[str, str], WorkflowCommands]) -> None:
+    env, commands = step
+    store = StuckPollStore()
+    stop = threading.Event()
+    ctx = ActionContext(
+        ActionSettings.from_environ(env),
+        env,
+        commands,
+        FileCommands(env),
+        GitHubContext.from_env(env),
+        stop,
+        store_opener=lambda *_: store,  # type: ignore[arg-type,return-value]
+    )
+    stopper = threading.Thread(target=lambda: (store.stuck.wait(10), stop.set()))
+    stopper.start()
+
+    exit_code = follow.follow_run(ctx, ctx.open_store(), RUN_ID)
+    still_stuck = not store.release.is_set()
+    store.release.set()
+    stopper.join()
+
+    assert still_stuck  # the step ended while the poll was still in flight
+    assert exit_code == 1
+    assert store.cancels == 1
+    outputs = parse_file_commands(Path(env["GITHUB_OUTPUT"]).read_text())
+    assert outputs["outcome"] == "interrupted"
+    assert outputs["status"] == "cancelled"
+    assert state_of(env)["should_cancel"] == "false"
