@@ -241,6 +241,7 @@ def _summary(ctx: ActionContext, followed: Followed) -> str:
 
 def _publish_check(ctx: ActionContext, run: Run, followed: Followed, markdown: str) -> None:
     from odooops_action.github.checks import conclusion_for, publish_check_run
+    from odooops_action.github.context import pull_request_from_fork
 
     token = ctx.settings.github_token
     repository = ctx.github.repository
@@ -260,6 +261,7 @@ def _publish_check(ctx: ActionContext, run: Run, followed: Followed, markdown: s
         followed.report.check_annotations,
         details_url=ctx.github.run_url,
         api_url=ctx.github.api_url,
+        from_fork=pull_request_from_fork(ctx.environ),
     )
     if result.degraded_reason:
         ctx.commands.warning(result.degraded_reason, title="Check run not created")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from odooops_action.github.annotations import (
     emit_annotations,
 )
 from odooops_action.github.commands import WorkflowCommands
-from odooops_action.github.context import GitHubContext
+from odooops_action.github.context import GitHubContext, pull_request_from_fork
 from tests.github.gh_factories import make_event
 from tests.github.gh_runner_model import RunnerModel
 
@@ -171,3 +173,34 @@ class TestAnnotations:
         assert [c.name for c in processed] == ["error"] * 10
         assert processed[0].properties == {"title": "t", "file": "a.py", "line": "1", "endLine": "1"}
         assert commands.suppressed["error"] == 2
+
+
+@pytest.mark.parametrize(
+    ("event_name", "payload", "expected"),
+    [
+        ("push", None, False),
+        (
+            "pull_request",
+            {"head": {"repo": {"full_name": "someone/shop"}}, "base": {"repo": {"full_name": "acme/shop"}}},
+            True,
+        ),
+        (
+            "pull_request",
+            {"head": {"repo": {"full_name": "acme/shop"}}, "base": {"repo": {"full_name": "acme/shop"}}},
+            False,
+        ),
+        ("pull_request", {"head": {"repo": None}, "base": {"repo": {"full_name": "acme/shop"}}}, True),
+        ("pull_request", "unreadable", None),
+    ],
+)
+def test_pull_request_from_fork(
+    tmp_path: Path, event_name: str, payload: object, expected: bool | None
+) -> None:
+    event = tmp_path / "event.json"
+    if payload == "unreadable":
+        event.write_text("{not json")
+    elif payload is not None:
+        event.write_text(json.dumps({"pull_request": payload}))
+    environ = {"GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event)}
+
+    assert pull_request_from_fork(environ) is expected
