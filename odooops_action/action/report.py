@@ -11,7 +11,9 @@ Annotations: events whose level is in ``annotate_levels`` (status events excepte
 verdict already says how the run ended) become workflow-command annotations at once, up to
 GitHub's 10 per level and step minus :data:`RESERVED_FOR_STEP` (GitHub keeps the FIRST 10, so the
 step's own ``::error`` verdict or check-run warning, written after the stream, needs a free
-slot); the rest are counted (the summary says how many) and stay plain log lines. They are also
+slot) and, for errors, minus the slot kept for the runner's own cancel/timeout error
+(:data:`~odooops_action.github.commands.RESERVED_FOR_RUNNER`): 9 warnings, 8 errors. The rest are
+counted (the summary says how many) and stay plain log lines. They are also
 kept, up to :data:`MAX_CHECK_ANNOTATIONS`, for a check run.
 
 Memory stays bounded whatever the run sends (a million events, a 10 MB message): every level is
@@ -208,7 +210,7 @@ class LogReporter:
         else:
             report.check_annotations_dropped += 1
         level = _COMMAND_LEVEL[event.level]
-        if self._commands.emitted[level] >= self._commands.per_level_limit - RESERVED_FOR_STEP:
+        if self._commands.emitted[level] >= self._commands.limit(level) - RESERVED_FOR_STEP:
             # The line is already in the log: count it for the summary instead of repeating it.
             report.suppressed[level] += 1
             return
