@@ -8,6 +8,7 @@ for the next session. Figures (build times, image size) go to ``<cache>/figures.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from tests.action.action_harness import FakeGitHub, new_project
 from tests.container.engine import (
+    EXTERNAL_VARIABLE,
     REPO,
     Engine,
     EngineUnavailable,
@@ -40,10 +42,11 @@ def engine() -> Iterator[Engine]:
     started = time.monotonic()
     try:
         ensure_debian_packages()
-        engine = Engine(cache_dir()).start()
+        engine = Engine(cache_dir(), os.environ.get(EXTERNAL_VARIABLE)).start()
     except EngineUnavailable as exc:
         pytest.skip(f"no Docker engine for the container rehearsal: {exc}")
     record("engine_start_seconds", round(time.monotonic() - started, 2))
+    record("storage_driver", engine.storage_driver)
     try:
         engine.remove_containers(INSTANCE_LABEL)  # left by an interrupted session
         yield engine

@@ -36,6 +36,9 @@ DEBIAN_PACKAGES = ("docker.io", "debootstrap")
 DEFAULT_CACHE = Path.home() / ".cache" / "odooops-rehearsal"
 CACHE_VARIABLE = "ODOOOPS_REHEARSAL_CACHE"
 DRIVER_VARIABLE = "ODOOOPS_REHEARSAL_STORAGE_DRIVER"
+# An engine that already runs (CI on GitHub: unix:///var/run/docker.sock, with Docker Hub reachable):
+# used as it is, and the real base image is pulled instead of stood in.
+EXTERNAL_VARIABLE = "ODOOOPS_REHEARSAL_DOCKER_HOST"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # The official slim images have exactly this layout; the stand-in reproduces it on Debian's Python.
 STAND_IN_DOCKERFILE = """\
@@ -58,7 +61,8 @@ def cache_dir() -> Path:
 
 def ensure_debian_packages() -> None:
     """``docker.io`` and ``debootstrap`` from the configured Debian mirror, when missing."""
-    missing = [path for path in (DOCKER, DOCKERD, DEBOOTSTRAP) if not Path(path).exists()]
+    needed = (DOCKER,) if os.environ.get(EXTERNAL_VARIABLE) else (DOCKER, DOCKERD, DEBOOTSTRAP)
+    missing = [path for path in needed if not Path(path).exists()]
     if not missing:
         return
     if os.geteuid() != 0:
@@ -82,13 +86,14 @@ class DockerResult:
 class Engine:
     """One ``dockerd`` started by the tests and stopped by them."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, external_host: str | None = None) -> None:
         self.cache = cache
         self.data_root = cache / "data"
-        self.socket = cache / "docker.sock"
+        self.external = bool(external_host)
+        self.socket = Path(external_host.removeprefix("unix://")) if external_host else cache / "docker.sock"
         self.pidfile = cache / "dockerd.pid"
         self.log = cache / "dockerd.log"
-        self.host = f"unix://{self.socket}"
+        self.host = external_host or f"unix://{self.socket}"
         self._exec_root: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
@@ -96,6 +101,17 @@ class Engine:
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self, lock_timeout: float = 1800) -> Engine:
+        if self.external:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            self._acquire_lock(lock_timeout)
+            version = self.docker("version", timeout=60)
+            if version.returncode != 0:
+                self.stop()
+                raise EngineUnavailable(
+                    f"the engine at {self.host} does not answer: {version.stderr.strip()}"
+                )
+            self.storage_driver = self.must("info", "--format", "{{.Driver}}").strip()
+            return self
         if os.geteuid() != 0:
             raise EngineUnavailable(f"dockerd needs root (this session runs as uid {os.geteuid()})")
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -143,7 +159,8 @@ class Engine:
         if self._exec_root is not None:
             shutil.rmtree(self._exec_root, ignore_errors=True)
             self._exec_root = None
-        self.socket.unlink(missing_ok=True)
+        if not self.external:
+            self.socket.unlink(missing_ok=True)
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -301,9 +318,15 @@ def debian_mirror() -> str:
 
 
 def ensure_base_image(engine: Engine, name: str, log: list[str]) -> bool:
-    """Tag ``name`` with a stand-in of the official image unless the engine has it. True if built."""
+    """Tag ``name`` with a stand-in of the official image unless the engine has it. True if built.
+
+    An external engine (with a registry in reach) pulls the real image instead.
+    """
     if engine.has_image(name):
         return False
+    if engine.external:
+        log.append(engine.must("pull", "--quiet", name, timeout=900))
+        return True
     rootfs_image = "odooops-rehearsal/bookworm-python:rootfs"
     if not engine.has_image(rootfs_image):
         _import_rootfs(engine, rootfs_image, log)
@@ -398,7 +421,7 @@ def _parse_size(text: str) -> int:
 @contextlib.contextmanager
 def engine_session(cache: Path | None = None) -> Iterator[Engine]:
     ensure_debian_packages()
-    engine = Engine(cache or cache_dir()).start()
+    engine = Engine(cache or cache_dir(), os.environ.get(EXTERNAL_VARIABLE)).start()
     try:
         yield engine
     finally:
