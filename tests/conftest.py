@@ -49,3 +49,19 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit superuser connection."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         yield conn
+
+
+# The container rehearsal's Docker engine and image (tests/container, tests/delivery): one of each
+# per session, built lazily, so that sessions that do not use them never start an engine.
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    from tests.container.session import engine_for_session
+
+    yield from engine_for_session()
+
+
+@pytest.fixture(scope="session")
+def image(engine: Any) -> str:
+    from tests.container.session import build_image
+
+    return build_image(engine)

@@ -17,9 +17,10 @@ and ``ProcessInvoker`` in actions/runner), and what this module reproduces:
   exit, then SIGTERM, up to 2.5 s more, then SIGKILL to the client only. The container is never
   killed by the runner. The file commands are read as soon as the client has exited.
 
-Two deviations, both because of this machine: ``--network host`` instead of the job's network
-(the local stack listens on loopback), and the engine's own socket mounted at
-``/var/run/docker.sock`` (there is no system engine here).
+Two deviations, both because of this machine: ``--network host`` unless a job network is given
+(the local stack listens on loopback; the runner passes ``--network`` only when the job has a
+network, i.e. services), and the engine's own socket mounted at ``/var/run/docker.sock`` (there is
+no system engine here).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from pathlib import Path
 
 from tests.action.action_harness import FakeGitHub, input_environment, load_manifest
 from tests.container.engine import Engine
+from tests.container.session import INSTANCE_LABEL
 from tests.github.gh_runner_model import Command, RunnerModel, parse_file_commands
 
 RUNNER_SIGINT_TIMEOUT = 7.5  # ProcessInvoker._sigintTimeout
 RUNNER_SIGTERM_TIMEOUT = 2.5  # ProcessInvoker._sigtermTimeout
 CONTAINER_WORKSPACE = "/github/workspace"
-INSTANCE_LABEL = "odooops-rehearsal"
 FILE_COMMANDS = {
     "GITHUB_OUTPUT": "set_output",
     "GITHUB_STATE": "save_state",
@@ -89,8 +90,10 @@ class RunnerJob:
         *,
         github: FakeGitHub | None = None,
         env_context: Mapping[str, str] | None = None,
+        network: str = "host",
     ) -> None:
         self.engine = engine
+        self.network = network
         self.image = image
         self.github = github or FakeGitHub()
         self.env_context = dict(env_context or {})
@@ -150,7 +153,7 @@ class RunnerJob:
             args += ["-e", "CI=true"]
         if entrypoint:
             args += ["--entrypoint", entrypoint]
-        args += ["--network", "host"]
+        args += ["--network", self.network]
         for host, container in self.mounts:
             args += ["-v", f"{host}:{container}"]
         args.append(self.image)

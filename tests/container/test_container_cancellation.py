@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from tests.action.action_harness import FakeWorker, queue_run, run_row, wait_until
-from tests.container.conftest import record
 from tests.container.runner import RunnerJob
+from tests.container.session import record
 from tests.devstack import DevStack
 from tests.devstack.faults import Fault
 

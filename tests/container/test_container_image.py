@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.container.conftest import record
 from tests.container.engine import Engine, from_image, image_sizes, layer_sizes
+from tests.container.session import record
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from tests.action.action_harness import run_row, wait_until
-from tests.container.conftest import record
 from tests.container.engine import Engine
 from tests.container.runner import INSTANCE_LABEL
+from tests.container.session import record
 
 pytestmark = pytest.mark.slow
 
