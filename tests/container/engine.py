@@ -3,8 +3,11 @@
 Nothing is shared with another engine on the machine: the daemon listens on a socket under the
 cache directory, keeps its images in ``<cache>/data`` (kept between runs, so the stand-in base
 image and the layers of earlier builds are reused), its runtime state in a fresh temporary
-directory, and is stopped by the pid it wrote when the session ends. One session at a time uses a
-cache directory (a lock file).
+directory, runs with ``--iptables=false --bridge=none`` (no default network, no firewall rules;
+containers use ``--network host`` or a network the test creates and removes), and is stopped by
+its pid when the session ends. One session at a time uses a cache directory (a lock file). The
+storage driver is ``overlay2`` where the data root allows it, else ``vfs`` (see
+:meth:`Engine._probe_storage_driver`; ``ODOOOPS_REHEARSAL_STORAGE_DRIVER`` forces one).
 
 No image registry is reachable from these machines, so the project's ``FROM`` image is stood in
 (see :func:`ensure_base_image`): a Debian bookworm root file system (``debootstrap``) with

@@ -35,6 +35,13 @@ def record(name: str, value: Any) -> None:
     FIGURES[name] = value
 
 
+def recorded() -> dict[str, Any]:
+    """The figures of earlier sessions (``<cache>/figures.json``)."""
+    figures = cache_dir() / "figures.json"
+    loaded: dict[str, Any] = json.loads(figures.read_text()) if figures.exists() else {}
+    return loaded
+
+
 def engine_for_session() -> Iterator[Engine]:
     started = time.monotonic()
     try:
@@ -52,9 +59,8 @@ def engine_for_session() -> Iterator[Engine]:
             engine.remove_containers(INSTANCE_LABEL)
         finally:
             engine.stop()
-            figures = cache_dir() / "figures.json"
-            previous = json.loads(figures.read_text()) if figures.exists() else {}
-            figures.write_text(json.dumps({**previous, **FIGURES}, indent=2, sort_keys=True))
+            merged = {**recorded(), **FIGURES}
+            (cache_dir() / "figures.json").write_text(json.dumps(merged, indent=2, sort_keys=True))
 
 
 def build_image(engine: Engine) -> str:
