@@ -73,7 +73,11 @@ def ensure_debian_packages() -> None:
     if shutil.which("apt-get") is None:
         raise EngineUnavailable(f"{', '.join(missing)} missing and no apt-get to install them")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES]):
+    wait_for_lock = ["-o", "DPkg::Lock::Timeout=600"]  # another apt-get may be running
+    for command in (
+        ["apt-get", *wait_for_lock, "update", "-qq"],
+        ["apt-get", *wait_for_lock, "install", "-y", "-qq", *DEBIAN_PACKAGES],
+    ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0:
             raise EngineUnavailable(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
