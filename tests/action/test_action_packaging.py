@@ -237,3 +237,28 @@ def test_main_in_process_queues_a_run(
     row = db.execute("select workflow_type from ops.runs where run_id = %s", (run_id.group(1),)).fetchone()
     assert row == ("test",)
     assert f"Queued run {run_id.group(1)}" in capsys.readouterr().out
+
+
+def test_python_variables_of_the_job_do_not_reach_the_entry_point(
+    workspace: Workspace, connection: dict[str, str], project: str, tmp_path: Path
+) -> None:
+    """The runner passes the job's whole env context in: its PYTHON* variables are for other Pythons."""
+    fake = tmp_path / "workspace-src"
+    (fake / "httpx").mkdir(parents=True)
+    (fake / "httpx" / "__init__.py").write_text('raise ImportError("the workspace\'s own httpx")\n')
+    (fake / "pydantic.py").write_text('raise ImportError("the workspace\'s own pydantic")\n')
+    hostile = {
+        "PYTHONPATH": str(fake),
+        "PYTHONWARNINGS": "error",
+        "PYTHONSAFEPATH": "",
+        "SSL_CERT_FILE": str(tmp_path / "no-such-ca.pem"),  # read from the process environment by httpx
+    }
+    inputs = {**connection, "mode": "create", "project_id": project, "workflow_type": "build"}
+
+    result = workspace.run(inputs, extra=hostile)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.outputs["outcome"] == "queued"
+    (warning,) = result.annotations("warning")
+    assert "SSL_CERT_FILE=" in warning.data
+    assert "does not exist in the Action's container" in warning.data
