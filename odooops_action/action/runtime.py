@@ -6,27 +6,18 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from odooops_action.action.settings import ActionSettings
-from odooops_action.domain import CreateRunRequest, artifact_url
+from odooops_action.domain import artifact_url
 from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError, TransientError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.context import GitHubContext
 from odooops_action.github.files import FileCommands
-from odooops_action.store.base import MAX_EVENTS_PER_POLL, FinalStatus, RunStore
+from odooops_action.store.base import RunStore
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
-    from odooops_action.models import (
-        Artifact,
-        CancelResult,
-        ClaimFilter,
-        CreatedRun,
-        NewArtifact,
-        NewEvent,
-        Run,
-        RunPoll,
-    )
+    from odooops_action.models import Artifact, Run
 
 _T = TypeVar("_T")
 
@@ -87,7 +78,7 @@ class ActionContext:
         store = self.store_opener(
             settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source
         )
-        return StoppableStore(store, self.stop) if interruptible else store
+        return cast("RunStore", StoppableStore(store, self.stop)) if interruptible else store
 
     def redact(self, text: str) -> str:
         """``text`` without any secret (a remote event could quote one; summaries are not masked)."""
@@ -171,7 +162,7 @@ class StopRequested(TransientError):
 
 
 class StoppableStore:
-    """A :class:`RunStore` whose calls end as soon as ``stop`` is set, even with a request in flight.
+    """A :class:`RunStore` proxy whose calls end as soon as ``stop`` is set, even with a request in flight.
 
     A poll stuck on a slow server can take a request timeout times the attempts (10 s x 4); the
     runner gives the step 7.5 s after SIGINT. Each call runs in a daemon thread; the caller waits
@@ -211,48 +202,16 @@ class StoppableStore:
             raise value
         return value  # type: ignore[return-value]
 
-    def create_run(self, request: CreateRunRequest) -> CreatedRun:
-        return self._call("create_run", lambda: self._store.create_run(request))
+    def __getattr__(self, name: str) -> Any:
+        """Each operation of the wrapped store, made stoppable (whatever the interface's signatures)."""
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
 
-    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = MAX_EVENTS_PER_POLL) -> RunPoll:
-        return self._call("poll_run", lambda: self._store.poll_run(run_id, after_seq, max_events))
+        def stoppable(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, lambda: attribute(*args, **kwargs))
 
-    def cancel_run(
-        self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
-    ) -> CancelResult:
-        return self._call("cancel_run", lambda: self._store.cancel_run(run_id, reason, cancelled_by))
-
-    def claim_next_run(self, worker_id: str, filters: ClaimFilter | None = None) -> Run | None:
-        return self._call("claim_next_run", lambda: self._store.claim_next_run(worker_id, filters))
-
-    def start_run(self, run_id: str, worker_id: str) -> Run:
-        return self._call("start_run", lambda: self._store.start_run(run_id, worker_id))
-
-    def heartbeat_run(self, run_id: str, worker_id: str) -> Run:
-        return self._call("heartbeat_run", lambda: self._store.heartbeat_run(run_id, worker_id))
-
-    def finish_run(
-        self,
-        run_id: str,
-        worker_id: str,
-        status: FinalStatus,
-        exit_code: int | None = None,
-        reason: str | None = None,
-    ) -> Run:
-        return self._call(
-            "finish_run", lambda: self._store.finish_run(run_id, worker_id, status, exit_code, reason)
-        )
-
-    def append_events(self, run_id: str, events: Sequence[NewEvent]) -> int:
-        return self._call("append_events", lambda: self._store.append_events(run_id, events))
-
-    def add_artifact(self, run_id: str, artifact: NewArtifact) -> Artifact:
-        return self._call("add_artifact", lambda: self._store.add_artifact(run_id, artifact))
-
-    def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
-        return self._call(
-            "recover_stalled_runs", lambda: self._store.recover_stalled_runs(lease_seconds, max_attempts)
-        )
+        return stoppable
 
     def close(self) -> None:
         # A request still in flight owns the connection: leave it to the end of the process.

@@ -15,7 +15,7 @@ import pytest
 from action_harness import Workspace
 
 from odooops_action.action import follow
-from odooops_action.action.runtime import ActionContext
+from odooops_action.action.runtime import ActionContext, StoppableStore, StopRequested
 from odooops_action.action.settings import ActionSettings
 from odooops_action.errors import TransientError
 from odooops_action.github.commands import WorkflowCommands
@@ -170,3 +170,20 @@ def test_stop_abandons_a_poll_in_flight(step: tuple[dict[str, str], WorkflowComm
     assert outputs["outcome"] == "interrupted"
     assert outputs["status"] == "cancelled"
     assert state_of(env)["should_cancel"] == "false"
+
+
+def test_stoppable_store_passes_calls_through_until_stopped() -> None:
+    store = StuckPollStore()
+    stop = threading.Event()
+    stoppable = StoppableStore(store, stop)  # type: ignore[arg-type]
+
+    assert stoppable.poll_run(RUN_ID, after_seq=3).run.run_id == RUN_ID  # answers come back
+    result = stoppable.cancel_run(RUN_ID, "why", cancelled_by="who")
+    assert result.outcome == "cancelled"
+    failing = StoppableStore(EndlessRunStore("fail"), stop)  # type: ignore[arg-type]
+    with pytest.raises(TransientError, match="503"):  # errors come back as they were raised
+        failing.cancel_run(RUN_ID)
+    stop.set()
+    with pytest.raises(StopRequested, match=r"before ops\.poll_run was sent"):
+        stoppable.poll_run(RUN_ID)
+    assert store.polls == 1
