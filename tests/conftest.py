@@ -65,3 +65,17 @@ def image(engine: Any) -> str:
     from tests.container.session import build_image
 
     return build_image(engine)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the rehearsal's engine right after the last test that uses it (it holds a lock)."""
+    yield  # the test's own fixtures are torn down first
+    if "engine" not in getattr(item, "fixturenames", ()):
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1 :] if nextitem is not None else []
+    if not any("engine" in getattr(other, "fixturenames", ()) for other in later):
+        from tests.container.session import release_engine
+
+        release_engine()

@@ -42,6 +42,9 @@ def recorded() -> dict[str, Any]:
     return loaded
 
 
+_RUNNING: list[Engine] = []
+
+
 def engine_for_session() -> Iterator[Engine]:
     started = time.monotonic()
     try:
@@ -49,12 +52,22 @@ def engine_for_session() -> Iterator[Engine]:
         engine = Engine(cache_dir(), os.environ.get(EXTERNAL_VARIABLE)).start()
     except EngineUnavailable as exc:
         pytest.skip(f"no Docker engine for the container rehearsal: {exc}")
+    _RUNNING.append(engine)
     record("engine_start_seconds", round(time.monotonic() - started, 2))
     record("storage_driver", engine.storage_driver)
     try:
         engine.remove_containers(INSTANCE_LABEL)  # left by an interrupted session
         yield engine
     finally:
+        release_engine()
+
+
+def release_engine() -> None:
+    """Remove our containers, stop the engine, write the figures; at once after the last test that
+    uses the engine (tests/conftest.py), so that another session waiting for the cache's lock does
+    not wait for the rest of this one."""
+    while _RUNNING:
+        engine = _RUNNING.pop()
         try:
             engine.remove_containers(INSTANCE_LABEL)
         finally:
