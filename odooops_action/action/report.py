@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from odooops_action.action.runtime import StopRequested
+from odooops_action.errors import OdooOpsError
 from odooops_action.github.annotations import Annotation, annotation_from_event
 from odooops_action.github.commands import ANNOTATION_LEVELS, AnnotationLevel, WorkflowCommands
 
@@ -149,7 +150,8 @@ class LogReporter:
         if isinstance(error, StopRequested):  # not a failure: the step is being stopped
             return
         self._flush()
-        self._commands.info(f"Polling failed, retrying until the timeout: {error}")
+        message = error.message if isinstance(error, OdooOpsError) else str(error)  # no "Retry later" hint
+        self._commands.info(f"Polling failed, retrying until the timeout: {message}")
 
     # --- the end of the stream -------------------------------------------------------------------
 
