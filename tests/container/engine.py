@@ -26,7 +26,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,25 +422,3 @@ def _parse_size(text: str) -> int:
         return 0
     factor = {"B": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}[match.group(2)]
     return int(float(match.group(1)) * factor)
-
-
-@contextlib.contextmanager
-def engine_session(cache: Path | None = None) -> Iterator[Engine]:
-    ensure_debian_packages()
-    engine = Engine(cache or cache_dir(), os.environ.get(EXTERNAL_VARIABLE)).start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-
-
-def env_args(names: Sequence[str]) -> list[str]:
-    """``-e NAME`` for each name: the value travels in the client's environment, as the runner does."""
-    args: list[str] = []
-    for name in names:
-        args += ["-e", name]
-    return args
-
-
-def merged_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    return {**base, **extra}
