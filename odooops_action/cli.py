@@ -4,6 +4,7 @@
     odooops wait <run_id> [max_wait_seconds] [sleep_seconds]                       (env_wait_ready.sh)
     odooops destroy <run_id>                                                       (env_destroy.sh)
     odooops worker ...                                                             (the worker)
+    odooops list | status | logs | retry | workers | doctor | selftest             (operators)
 
 stdout carries only the result a script captures (the run id, the artifact URL or ``success``,
 ``cancelled:<run_id>``); progress and errors go to stderr. Every argument is checked before any
@@ -125,6 +126,10 @@ def _build_parser() -> _Parser:
     destroy.set_defaults(handler=_destroy)
 
     commands.add_parser("worker", add_help=False, help="run a worker (see `odooops worker --help`)")
+
+    from odooops_action.operator.commands import register as register_operator_commands
+
+    register_operator_commands(commands, connection, _connected)
     return parser
 
 
@@ -203,6 +208,7 @@ def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedR
 
 
 def _wait(options: argparse.Namespace) -> int:
+    from odooops_action.push import change_feed_for
     from odooops_action.waiting import PollSchedule, PrintObserver, run_interruptibly, wait_for_run
 
     run_id = validate_run_id(options.run_id)
@@ -213,7 +219,14 @@ def _wait(options: argparse.Namespace) -> int:
         _note(f"Waiting for run {run_id} to complete (timeout: {timeout:.15g}s)...")
         result, received = run_interruptibly(
             lambda stop: wait_for_run(
-                store, run_id, timeout=timeout, schedule=schedule, observer=PrintObserver(), stop=stop
+                store,
+                run_id,
+                timeout=timeout,
+                schedule=schedule,
+                observer=PrintObserver(),
+                stop=stop,
+                detail=False,  # the CLI prints [level] message
+                changes=change_feed_for(store, run_id),  # LISTEN over a direct connection
             )
         )
         if result.outcome == "timeout" and options.cancel_on_timeout:
@@ -318,14 +331,19 @@ def _cancel_after_timeout(store: RunStore, run_id: str, timeout: float) -> None:
 
 
 def _failure_detail(run: Run) -> str:
-    parts = [f"exit code {run.exit_code}"] if run.exit_code is not None else []
-    if run.status_reason:
-        parts.append(run.status_reason)
-    return f" ({': '.join(parts)})" if parts else ""
+    """``(exit code 3: <reason>)``, without saying the exit code twice when the reason does."""
+    reason = run.status_reason or ""
+    exit_code = f"exit code {run.exit_code}" if run.exit_code is not None else ""
+    if exit_code and f"code {run.exit_code}" in reason:
+        exit_code = ""
+    detail = ": ".join(part for part in (exit_code, reason) if part)
+    return f" ({detail})" if detail else ""
 
 
 def _at(run: Run) -> str:
-    return f" at {run.finished_at.isoformat()}" if run.finished_at is not None else ""
+    from odooops_action.domain import utc_text
+
+    return f" at {utc_text(run.finished_at)}" if run.finished_at is not None else ""
 
 
 # -- plumbing -----------------------------------------------------------------------------------

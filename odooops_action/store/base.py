@@ -13,8 +13,8 @@ their ``attempt`` (attempt fencing: a superseded attempt gets :class:`StaleAttem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from odooops_action.domain import CreateRunRequest
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the response models import pydantic: only needed once a res
         NewArtifact,
         NewEvent,
         Run,
+        RunDelta,
         RunPoll,
         Transition,
     )
@@ -46,6 +47,19 @@ class RunStore(Protocol):
 
     def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = MAX_EVENTS_PER_POLL) -> RunPoll:
         """``ops.poll_run``: the run, its events with ``seq > after_seq`` (in order), its artifacts."""
+        ...
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        """``ops.poll_run_delta``: events with ``seq > after_seq`` (seq, level, message; ``detail``
+        adds created_at and payload), and the run and its artifacts when its revision is not
+        ``known_revision``."""
         ...
 
     def cancel_run(
@@ -113,6 +127,11 @@ class RunStore(Protocol):
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         """``ops.recover_stalled_runs``: requeue (or fail) runs whose worker stopped heartbeating."""
+        ...
+
+    def call_operation(self, name: str, args: Mapping[str, Any]) -> Any:
+        """An ``ops.*`` operation of the table without a method of its own (the operator
+        commands' reads, ``worker_beat``, ``retry_run``, ...): its decoded JSON answer."""
         ...
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         NewArtifact,
         NewEvent,
         Run,
+        RunDelta,
         RunPoll,
         Transition,
     )
@@ -39,7 +40,11 @@ if TYPE_CHECKING:
 # "value": the function returns one value (jsonb or a number); "row": one ops.<table> row;
 # "rows": a set of rows (an array over REST, possibly empty).
 Shape = Literal["value", "row", "rows"]
-ModelName = Literal["CreatedRun", "RunPoll", "CancelResult", "Run", "Transition", "Artifact", "int"]
+# A model of odooops_action.models, "int", or "json": the decoded answer as it is, for the
+# operations without a RunStore method (the operator commands parse it into their own views).
+ModelName = Literal[
+    "CreatedRun", "RunPoll", "RunDelta", "CancelResult", "Run", "Transition", "Artifact", "int", "json"
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ OPERATIONS: dict[str, Operation] = {
             "metadata",
         ),
         _op("poll_run", "poll_run", "value", "RunPoll", "read-only"),
+        _op("poll_run_delta", "poll_run_delta", "value", "RunDelta", "read-only"),
         _op(
             "cancel_run",
             "cancel_run",
@@ -120,6 +126,45 @@ OPERATIONS: dict[str, Operation] = {
             "Run",
             "a repeat finds nothing left to recover (its list can miss runs the lost call recovered)",
         ),
+        # The operator commands (odooops list | status | retry | workers | doctor | selftest) and
+        # the worker registry: supabase/migrations/20261202020000_operator_commands.sql. Called
+        # with call_operation; odooops_action.operator.views parses their answers.
+        _op("schema_version", "schema_version", "value", "json", "read-only"),
+        _op("list_runs", "list_runs", "value", "json", "read-only"),
+        _op("run_status", "run_status", "value", "json", "read-only"),
+        _op("list_workers", "list_workers", "value", "json", "read-only"),
+        _op("doctor_report", "doctor_report", "value", "json", "read-only"),
+        _op("worker_beat", "worker_beat", "value", "json", "a beat sets the worker's row", "filters"),
+        _op(
+            "retry_run",
+            "retry_run",
+            "value",
+            "json",
+            "idempotency_key finds the retry; request_key tells the invocation that created it",
+        ),
+        _op(
+            "create_project",
+            "create_project",
+            "value",
+            "json",
+            "a repeat answers 409 (the project exists): never created twice",
+            "metadata",
+        ),
+        _op(
+            "create_environment",
+            "create_environment",
+            "value",
+            "json",
+            "a repeat answers 409 (the environment exists): never created twice",
+            "metadata",
+        ),
+        _op(
+            "delete_selftest_project",
+            "delete_selftest_project",
+            "value",
+            "json",
+            "a repeat finds nothing left (deleted: false)",
+        ),
     )
 }
 
@@ -157,8 +202,9 @@ class OperationStore:
 
     # -- one call -------------------------------------------------------------------------------
 
-    def _call(self, name: str, args: Mapping[str, Any]) -> Any:
-        """Execute operation ``name`` with ``args``, retrying every transient failure, and parse it."""
+    def _call(self, name: str, args: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Any:
+        """Execute operation ``name`` with ``args``, retrying every transient failure, and parse it
+        (``context``: what the model's validation needs beyond the answer)."""
         operation = OPERATIONS[name]
         failure: Retry | None = None
         for attempt in range(1, self._policy.max_attempts + 1):
@@ -169,7 +215,7 @@ class OperationStore:
             except Retry as exc:
                 failure = exc
                 continue
-            return self._parse(operation, answer)
+            return self._parse(operation, answer, context)
         assert failure is not None  # max_attempts >= 1
         raise TransientError(
             f"{self._place} stayed unavailable: ops.{operation.function} failed {self._policy.max_attempts} "
@@ -177,7 +223,7 @@ class OperationStore:
             hint=self._unavailable_hint,
         )
 
-    def _parse(self, operation: Operation, answer: Any) -> Any:
+    def _parse(self, operation: Operation, answer: Any, context: Mapping[str, Any] | None = None) -> Any:
         if operation.shape == "rows":
             if answer is None:
                 return []
@@ -185,12 +231,14 @@ class OperationStore:
                 raise self._shape_error(
                     operation.function, f"expected a JSON array, got {type(answer).__name__}"
                 )
-            return [self._model(operation, row) for row in answer]
+            return [self._model(operation, row, context) for row in answer]
         if operation.shape == "row" and isinstance(answer, list) and len(answer) == 1:
             answer = answer[0]  # one row: tolerate a one-element array too
-        return self._model(operation, answer)
+        return self._model(operation, answer, context)
 
-    def _model(self, operation: Operation, payload: Any) -> Any:
+    def _model(self, operation: Operation, payload: Any, context: Mapping[str, Any] | None = None) -> Any:
+        if operation.model == "json":
+            return payload
         if operation.model == "int":
             if isinstance(payload, bool) or not isinstance(payload, int | str):
                 raise self._shape_error(operation.function, f"expected a number, got {payload!r}")
@@ -204,13 +252,19 @@ class OperationStore:
 
         model: type[BaseModel] = getattr(models, operation.model)
         try:
-            return model.model_validate(payload)
+            return model.model_validate(payload, context=dict(context) if context else None)
         except ValidationError as exc:
             first = exc.errors()[0]
             location = ".".join(str(part) for part in first["loc"]) or "<root>"
             raise self._shape_error(operation.function, f"{location}: {first['msg']}") from None
 
     # -- RunStore ---------------------------------------------------------------------------
+
+    def call_operation(self, name: str, args: Mapping[str, Any]) -> Any:
+        """An operation without a method of its own (model ``json``): its decoded answer."""
+        if OPERATIONS[name].model != "json":
+            raise ValueError(f"ops.{name} has a method of its own: call it")
+        return self._call(name, args)
 
     def create_run(self, request: CreateRunRequest) -> CreatedRun:
         args = request.as_arguments()
@@ -223,6 +277,24 @@ class OperationStore:
         result: RunPoll = self._call(
             "poll_run", {"run_id": run_id, "after_seq": after_seq, "max_events": max_events}
         )
+        return result
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        args = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "known_revision": known_revision,
+            "max_events": max_events,
+            "detail": detail,
+        }
+        result: RunDelta = self._call("poll_run_delta", args, context={"run_id": run_id})
         return result
 
     def cancel_run(
