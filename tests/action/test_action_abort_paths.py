@@ -131,12 +131,21 @@ class StuckPollStore(EndlessRunStore):
         self.polls = 0
         self.stuck = threading.Event()
 
-    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
+    def _hang_after_the_first(self) -> None:
         self.polls += 1
         if self.polls > 1:
             self.stuck.set()
             self.release.wait(30)
+
+    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
+        self._hang_after_the_first()
         return super().poll_run(run_id, after_seq, max_events)
+
+    def poll_run_delta(
+        self, run_id: str, after_seq: int = 0, known_revision: int | None = None, **extra: Any
+    ) -> RunDelta:
+        self._hang_after_the_first()
+        return super().poll_run_delta(run_id, after_seq, known_revision, **extra)
 
     def cancel_run(
         self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
@@ -163,11 +172,11 @@ def test_stop_abandons_a_poll_in_flight(step: tuple[dict[str, str], WorkflowComm
     stopper.start()
 
     exit_code = follow.follow_run(ctx, ctx.open_store(), RUN_ID)
-    still_stuck = not store.release.is_set()
+    still_stuck = store.stuck.is_set() and not store.release.is_set()
     store.release.set()
     stopper.join()
 
-    assert still_stuck  # the step ended while the poll was still in flight
+    assert still_stuck  # the step ended while the second poll was still in flight
     assert exit_code == 1
     assert store.cancels == 1
     outputs = parse_file_commands(Path(env["GITHUB_OUTPUT"]).read_text())

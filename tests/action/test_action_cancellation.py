@@ -163,7 +163,7 @@ def test_sigint_abandons_a_poll_stuck_in_the_server(
     step = workspace.start(wait_inputs(connection, run_id))
     step.wait_for_output("Waiting up to")
     faults = devstack.server.faults
-    faults.push(Fault.delay(20_000, path=r"rpc/poll_run$", times=1))
+    faults.push(Fault.delay(20_000, path=r"rpc/poll_run(_delta)?$", times=1))
     wait_until(lambda: not faults.pending(), timeout=10)  # the next poll is stuck in the server
 
     step.signal(signal.SIGINT)

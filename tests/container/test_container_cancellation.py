@@ -70,7 +70,7 @@ def test_cancel_with_a_poll_stuck_in_flight_cancels_and_reports_before_the_clien
     step.wait_for_output("[info] compiling")
 
     faults = devstack.server.faults
-    faults.push(Fault.delay(STUCK_POLL_MS, path=r"rpc/poll_run$", times=1))
+    faults.push(Fault.delay(STUCK_POLL_MS, path=r"rpc/poll_run(_delta)?$", times=1))
     wait_until(lambda: not faults.pending(), timeout=30)  # the next poll is now stuck in the server
     started: list[float] = []
     watcher, cancelled_at = watch_status(pg_dsn, run_id, "cancelled", started)
