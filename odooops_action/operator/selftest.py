@@ -25,6 +25,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{7}(-[1-9]\d{0,3})?$")
 CREATOR = "odooops selftest"
 ENV_ID = "selftest"
 WAIT_SECONDS = 30.0
+CLAIM_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.5, 1.0, 1.0, 1.0, 0.0)  # about 5 s in all
 
 
 @dataclass
@@ -333,9 +335,15 @@ class Selftest:
     def claim(self, run: Run) -> Run:
         from odooops_action.models import ClaimFilter
 
-        claimed = self.db.claim_next_run(
-            self.worker_id, ClaimFilter(project_id=self.project_id, env_id=ENV_ID)
-        )
+        # A live worker's claim may hold the run's row for a moment (it then skips it: the run is
+        # reserved for this selftest), and a claim skips locked rows: ask again for a while.
+        mine = ClaimFilter(project_id=self.project_id, env_id=ENV_ID)
+        claimed = None
+        for pause in CLAIM_RETRY_PAUSES:
+            claimed = self.db.claim_next_run(self.worker_id, mine)
+            if claimed is not None:
+                break
+            time.sleep(pause)
         expect(claimed is not None, "claim_next_run returned no run although the selftest's run is queued")
         assert claimed is not None
         expect(claimed.run_id == run.run_id, f"claimed {claimed.run_id}, expected {run.run_id}")

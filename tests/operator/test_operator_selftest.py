@@ -215,3 +215,30 @@ def test_selftest_with_an_unreachable_url(tmp_path: Path) -> None:
     failure = first_failure(done.stdout)
     assert "127.0.0.1:9" in failure
     assert "unavailable" in failure or "Cannot send" in failure
+
+
+def test_the_selftests_claim_waits_out_a_live_workers_lock(
+    devstack: DevStack, db: psycopg.Connection[Any]
+) -> None:
+    """A real worker's claim holds the reserved run's row for a moment; the selftest asks again."""
+    import threading
+
+    from odooops_action.operator.selftest import Report, Selftest
+    from odooops_action.store.pg import PgStore
+
+    suite = Selftest(Report(json_mode=True), environ={})
+    with PgStore(devstack.database_url) as store, psycopg.connect(devstack.database_url) as locker:
+        suite.store = store
+        try:
+            suite._create_project()
+            suite._create_environment()
+            run = suite.new_run()
+            locker.execute("SELECT 1 FROM ops.runs WHERE run_id = %s FOR UPDATE", (run.run_id,))
+            release = threading.Timer(0.5, locker.commit)
+            release.start()
+            claimed = suite.claim(run)
+            release.join()
+            assert claimed.run_id == run.run_id
+            assert claimed.claimed_by == suite.worker_id
+        finally:
+            suite.clean_up(keep=False)
