@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from odooops_action.action.settings import ActionSettings
 from odooops_action.domain import artifact_url
@@ -27,12 +27,25 @@ REQUEST_RETRIES = 3
 ABORT_CANCEL_TIMEOUT_SECONDS = 3.0
 ABORT_CANCEL_RETRIES = 1
 
-# (url, key, request timeout, retries, where the key came from — named in an authentication error)
-StoreOpener = Callable[[str, str, float, int, str], RunStore]
+
+class StoreOpener(Protocol):
+    """(url, key, request timeout, retries, where the key came from — named in an authentication
+    error) and the scoped token, if any: a store."""
+
+    def __call__(
+        self,
+        url: str,
+        key: str,
+        timeout_seconds: float,
+        max_retries: int,
+        key_source: str,
+        *,
+        token: str | None,
+    ) -> RunStore: ...
 
 
 def open_rest_store(
-    url: str, key: str, timeout_seconds: float, max_retries: int, key_source: str
+    url: str, key: str, timeout_seconds: float, max_retries: int, key_source: str, *, token: str | None
 ) -> RunStore:
     """A ``RestStore`` for the validated URL and key (imported here: only modes that talk need it)."""
     from odooops_action.config import ConnectionSettings
@@ -44,6 +57,7 @@ def open_rest_store(
         timeout_seconds=timeout_seconds,
         max_retries=max_retries,
         key_variable=key_source,
+        token=token,
     )
     return open_store(settings, prefer="rest")
 
@@ -66,8 +80,9 @@ class ActionContext:
     ) -> RunStore:
         key = self.settings.supabase_key.get_secret_value()
         settings = self.settings
+        token = settings.token.get_secret_value() if settings.token else None
         return self.store_opener(
-            settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source
+            settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source, token=token
         )
 
     def redact(self, text: str) -> str:

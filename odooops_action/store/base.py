@@ -8,8 +8,8 @@ Each method maps to exactly one SQL function of the ``ops`` schema (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from odooops_action.domain import CreateRunRequest
 
@@ -81,6 +81,10 @@ class RunStore(Protocol):
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         """``ops.recover_stalled_runs``: requeue (or fail) runs whose worker stopped heartbeating."""
+        ...
+
+    def call_function(self, function: str, arguments: Mapping[str, Any]) -> Any:
+        """``ops.<function>`` returning one JSON value (token management: ops.*_api_token*)."""
         ...
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ twice (see ``_SAFE_TO_REPEAT``), otherwise the caller gets a TransientError sayi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -241,6 +241,9 @@ class PgStore:
         rows = self._call("recover_stalled_runs", args, shape="rows", repeatable=True)
         return [Run.model_validate(row) for row in rows]
 
+    def call_function(self, function: str, arguments: Mapping[str, Any]) -> Any:
+        return self._call(function, dict(arguments), shape="scalar")
+
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -255,6 +258,8 @@ def _error_from_database(exc: psycopg.Error) -> OdooOpsError:
     diag = exc.diag
     message = diag.message_primary or _first_line(str(exc))
     hint = diag.message_hint or None
+    if state in ("PT401", "PT403"):
+        return AuthError(message, hint=hint)
     if state == "PT404":
         return RunNotFoundError(message, hint=hint)
     if state == "PT409" or state.startswith("23505") or state == "40001":

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from odooops_action import __version__
-from odooops_action.config import ConnectionSettings, looks_like_jwt
+from odooops_action.config import TOKEN_HEADER, ConnectionSettings, looks_like_jwt
 from odooops_action.domain import CreateRunRequest
 from odooops_action.errors import (
     ApiError,
@@ -70,6 +70,8 @@ USER_AGENT = f"odooops-action/{__version__}"
 _ModelT = TypeVar("_ModelT", bound="BaseModel")
 
 _JWT_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303"})
+# Refusals of the token-checked operations (docs/SECURITY.md): the message names cause and fix.
+_TOKEN_CODES = frozenset({"PT401", "PT403"})
 _MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01"})
 _MISSING_FUNCTION_CODES = frozenset({"PGRST202", "42883"})
 _CONFLICT_CODES = frozenset({"PT409", "23505", "23503"})
@@ -135,12 +137,13 @@ class RestStore:
         self._base_url = base_url
         self._host = urlsplit(base_url).netloc
         self._key = key
+        self._token = settings.token
         self._key_variable = settings.key_variable
         # A policy given explicitly carries its own sleep.
         self._policy = retry_policy or RetryPolicy.with_retries(settings.max_retries, sleep=sleep)
         self._client = httpx.Client(
             base_url=f"{base_url}/rest/v1/",
-            headers=_headers(key),
+            headers=_headers(key, settings.token),
             timeout=httpx.Timeout(settings.timeout_seconds),
             transport=transport,
             follow_redirects=False,
@@ -266,6 +269,9 @@ class RestStore:
         body = {"lease_seconds": lease_seconds, "max_attempts": max_attempts}
         return self._rows("recover_stalled_runs", body, Safety.REPEATABLE)
 
+    def call_function(self, function: str, arguments: Mapping[str, Any]) -> Any:
+        return self._rpc(function, arguments, Safety.ONCE)
+
     # -- conflict resolution ------------------------------------------------------------------
 
     def _accept_if_already(
@@ -359,6 +365,8 @@ class RestStore:
         where = _status_text(status, code)
         message = self._server_text(error.message)
         hint = self._server_text(error.hint) or None
+        if code in _TOKEN_CODES:
+            return AuthError(message or f"ops.{function} was refused ({where}).", hint=hint)
         if code in _JWT_CODES or (status == 401 and code != "42501"):
             return AuthError(self._refused_key_message(where, code, message))
         if code == "42501" or status == 403:
@@ -445,11 +453,14 @@ class RestStore:
         """Server-provided text, shortened and with the key masked should it ever be echoed."""
         if not text:
             return ""
-        cleaned = text.replace(self._key, "<redacted>").strip()
+        cleaned = text.replace(self._key, "<redacted>")
+        if self._token:
+            cleaned = cleaned.replace(self._token, "<redacted>")
+        cleaned = cleaned.strip()
         return cleaned if len(cleaned) <= _MAX_SERVER_TEXT else cleaned[:_MAX_SERVER_TEXT] + "…"
 
 
-def _headers(key: str) -> dict[str, str]:
+def _headers(key: str, token: str | None = None) -> dict[str, str]:
     headers = {
         "apikey": key,
         "Accept-Profile": SCHEMA,
@@ -461,6 +472,9 @@ def _headers(key: str) -> dict[str, str]:
     # New-style keys (sb_secret_…) are not JWTs; PostgREST rejects them as a Bearer token (PGRST301).
     if looks_like_jwt(key):
         headers["Authorization"] = f"Bearer {key}"
+    # A header, never the body or the URL: it stays out of request logs that keep URLs.
+    if token:
+        headers[TOKEN_HEADER] = token
     return headers
 
 
