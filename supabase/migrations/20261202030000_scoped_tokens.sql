@@ -752,6 +752,10 @@ grant execute on function ops.create_api_token(text, text[], text[], text[], tim
     ops.list_api_tokens(text), ops.revoke_api_token(text, text)
 to service_role;
 
+-- Functions created later (by this role) are executable by nobody until a migration grants them:
+-- PostgreSQL would otherwise let PUBLIC, hence anon, execute every new function.
+alter default privileges in schema ops, ops_private revoke execute on functions from public;
+
 -- anon/authenticated/odooops_worker: the schema, and only the checked operations granted by
 -- expose_operation; no table, no sequence.
 grant usage on schema ops to anon, authenticated, odooops_worker;

@@ -98,7 +98,9 @@ def execute_as(db: psycopg.Connection[Any], role: str, statement: str) -> None:
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
-def test_database_roles_without_grants_see_nothing(role: str, db: psycopg.Connection[Any], active_run: Run) -> None:
+def test_database_roles_without_grants_see_nothing(
+    role: str, db: psycopg.Connection[Any], active_run: Run
+) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         execute_as(db, role, "SELECT count(*) FROM ops.runs")
 
