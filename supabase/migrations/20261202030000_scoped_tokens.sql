@@ -730,7 +730,10 @@ end;
 $$;
 
 -- Nothing in ops_private is reachable by an API role; no function of ops is, unless granted below.
+-- (PostgreSQL lets PUBLIC, hence anon, execute every new function: a migration that creates one
+-- must revoke that, as this one does for all that exist.)
 revoke all on all functions in schema ops_private from public, anon, authenticated, service_role;
+revoke execute on all functions in schema ops from public, anon, authenticated;
 revoke execute on function
     ops.raise_error(text, text, text),
     ops.is_terminal(text),
@@ -751,10 +754,6 @@ from public;
 grant execute on function ops.create_api_token(text, text[], text[], text[], timestamptz, text, text),
     ops.list_api_tokens(text), ops.revoke_api_token(text, text)
 to service_role;
-
--- Functions created later (by this role) are executable by nobody until a migration grants them:
--- PostgreSQL would otherwise let PUBLIC, hence anon, execute every new function.
-alter default privileges in schema ops, ops_private revoke execute on functions from public;
 
 -- anon/authenticated/odooops_worker: the schema, and only the checked operations granted by
 -- expose_operation; no table, no sequence.
