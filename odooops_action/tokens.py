@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from odooops_action.config import TOKEN_VARIABLE
-from odooops_action.errors import InputError, OdooOpsError
+from odooops_action.errors import ConfigError, InputError, OdooOpsError
 from odooops_action.validation import validate_env_id, validate_project_id, validate_workflow_type
 
 PROGRAM = "odooops token"
@@ -232,7 +232,14 @@ def _call(environ: Mapping[str, str], function: str, arguments: dict[str, Any]) 
 
     # A token never manages tokens: the connection is the service role's or the owner's.
     without_token = {name: value for name, value in environ.items() if name != TOKEN_VARIABLE}
-    settings = ConnectionSettings.from_env(without_token, Path(".env"))
+    try:
+        settings = ConnectionSettings.from_env(without_token, Path(".env"))
+    except ConfigError as exc:
+        problem = exc.message.split(":", 1)[0]
+        raise ConfigError(
+            f"odooops token needs the service role ({problem}): set SUPABASE_SERVICE_ROLE_KEY, or "
+            "DATABASE_URL as the database owner. A scoped token cannot manage tokens."
+        ) from None
     store = open_store(settings)
     try:
         return store.call_function(function, _json_ready(arguments))

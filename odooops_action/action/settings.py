@@ -189,6 +189,7 @@ class _Reader:
         self.problems: list[str] = []
         self.key_source = label("supabase_key")
         self.token: str | None = None
+        self.token_given = False  # even an invalid one: the key is then the public one
 
     def raw(self, name: str) -> str:
         return self._inputs.get(name, "").strip()
@@ -251,7 +252,7 @@ class _Reader:
         # A token is bound to one project: without project_id, the run is queued in the token's.
         project_id = (
             self.optional("project_id", validate_project_id)
-            if self.token
+            if self.token_given
             else self.required(
                 "project_id", "create", "pass the project registered in ops.projects", validate_project_id
             )
@@ -279,6 +280,7 @@ class _Reader:
             token_name, token = TOKEN_VARIABLE, self._environ.get(TOKEN_VARIABLE, "").strip()
         if not token:
             return None
+        self.token_given = True
         try:
             check_token(token, token_name)
         except ConfigError as exc:
@@ -304,21 +306,21 @@ class _Reader:
     def _key(self) -> str | None:
         key_name, key = label("supabase_key"), self.raw("supabase_key")
         if not key:
-            key_name, key = _first_env_key(self._environ, with_token=self.token is not None)
+            key_name, key = _first_env_key(self._environ, with_token=self.token_given)
         if not key:
             self.problems.append(
                 f"{label('supabase_key')} is required: pass supabase_key: "
                 "${{ vars.SUPABASE_PUBLISHABLE_KEY }} (the project's publishable or anon key) with "
                 "token: ${{ secrets.ODOOOPS_TOKEN }}, or "
                 "supabase_key: ${{ secrets.SUPABASE_SERVICE_ROLE_KEY }} alone."
-                if self.token
+                if self.token_given
                 else f"{label('supabase_key')} is required: pass supabase_key: "
                 "${{ secrets.SUPABASE_SERVICE_ROLE_KEY }} (the service_role or sb_secret_ key), or a "
                 "scoped token (token input) with the project's publishable key."
             )
             return None
         try:
-            if self.token:
+            if self.token_given:
                 check_key_text(key, key_name)
             else:
                 check_service_key(key, key_name)

@@ -17,6 +17,7 @@ import psycopg
 from odooops_action.config import ConnectionSettings
 from odooops_action.models import ClaimFilter, CreateRunRequest, NewEvent, Run
 from odooops_action.store.base import RunStore
+from odooops_action.store.pg import PgStore
 from odooops_action.store.rest import RestStore
 from tests.devstack import DevStack
 

@@ -58,7 +58,7 @@ def test_create_without_a_project_uses_the_tokens(
 
 
 @pytest.mark.parametrize("function", ["poll_run", "cancel_run"])
-def test_a_token_cannot_learn_of_another_projects_runs(
+def test_a_token_cannot_learn_of_another_projects_runs(  # noqa: PLR0917 (fixtures)
     function: str,
     projects: tuple[str, str],
     token_for: Minter,
@@ -155,7 +155,8 @@ def test_an_expired_token_is_refused_with_its_date(
     run_id = queued_run(service, projects[0])
     token = token_for(projects[0], expires_at=datetime.now(UTC) + timedelta(hours=1))
     db.execute(
-        "UPDATE ops.api_tokens SET expires_at = '2026-01-02 03:04:05+00' WHERE token_hash = sha256(%s::bytea)",
+        "UPDATE ops.api_tokens SET expires_at = '2026-01-02 03:04:05+00'"
+        " WHERE token_hash = sha256(%s::bytea)",
         (token.encode(),),
     )
     status, code, message = refusal(api(token).rpc("cancel_run", {"run_id": run_id}))
@@ -256,7 +257,8 @@ def test_tokens_are_stored_as_a_hash_only(
     assert bytes(stored_hash) == hashlib.sha256(token.encode()).digest()
     # No column holds the token or any 8 characters of its secret part.
     assert not any(secret_part[i : i + 8] in text for i in range(len(secret_part) - 7))
-    assert token.startswith("odooops_pat_") and len(secret_part) >= 43
+    assert token.startswith("odooops_pat_")
+    assert len(secret_part) >= 43
 
 
 def test_last_used_is_recorded(
@@ -271,7 +273,8 @@ def test_last_used_is_recorded(
     after = db.execute(
         "SELECT last_used_at FROM ops.api_tokens WHERE project_id = %s", (projects[0],)
     ).fetchone()
-    assert after is not None and after[0] is not None
+    assert after is not None
+    assert after[0] is not None
 
 
 def test_the_client_names_the_cause_and_never_the_token(

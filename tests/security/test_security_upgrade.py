@@ -34,7 +34,8 @@ SCHEMA_QUERIES: dict[str, str] = {
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(s)s)""",
     "constraints": """
         SELECT conrelid::regclass::text, contypid::regtype::text, conname, pg_get_constraintdef(oid)
-          FROM pg_constraint WHERE connamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY(%(s)s))""",
+          FROM pg_constraint
+         WHERE connamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY(%(s)s))""",
     "indexes": "SELECT schemaname, indexname, indexdef FROM pg_indexes WHERE schemaname = ANY(%(s)s)",
     "functions": """
         SELECT p.oid::regprocedure::text, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid),
@@ -45,12 +46,14 @@ SCHEMA_QUERIES: dict[str, str] = {
         SELECT t.oid::regtype::text, t.typtype, a.attname, format_type(a.atttypid, a.atttypmod)
           FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
           LEFT JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0
-         WHERE n.nspname = ANY(%(s)s) AND t.typtype IN ('c', 'd', 'e') AND t.typrelid IN (
-               0, (SELECT coalesce(max(c.oid), 0) FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))""",
+         WHERE n.nspname = ANY(%(s)s) AND t.typtype IN ('c', 'd', 'e')
+           AND (t.typrelid = 0 OR EXISTS (
+               SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))""",
     "triggers": """
         SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger
          WHERE NOT tgisinternal AND tgrelid IN (
-               SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(s)s))""",
+               SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ANY(%(s)s))""",
     "policies": "SELECT schemaname, tablename, policyname, permissive, roles::text, cmd, qual, with_check"
     " FROM pg_policies WHERE schemaname = ANY(%(s)s)",
     "default_privileges": """
@@ -59,7 +62,8 @@ SCHEMA_QUERIES: dict[str, str] = {
          WHERE n.nspname IS NULL OR n.nspname = ANY(%(s)s)""",
     "roles": """
         SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolbypassrls,
-               rolconfig::text FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role', 'odooops_worker')""",
+               rolconfig::text FROM pg_roles
+         WHERE rolname IN ('anon', 'authenticated', 'service_role', 'odooops_worker')""",
     "memberships": """
         SELECT r.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid
           JOIN pg_roles m ON m.oid = a.member""",
@@ -75,7 +79,7 @@ def schema_of(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]
 
 def rows_of(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> list[str]:
     selected = ", ".join(f'"{column}"' for column in columns)
-    rows = conn.execute(f"SELECT json_build_array({selected})::text FROM ops.{table}").fetchall()  # noqa: S608
+    rows = conn.execute(f"SELECT json_build_array({selected})::text FROM ops.{table}").fetchall()
     return sorted(row[0] for row in rows)
 
 
@@ -152,7 +156,9 @@ def test_migrations_over_existing_data_keep_it_and_equal_a_fresh_install(
         fill_with_the_first_schema(conn)
         before = {table: (columns_of(conn, table), None) for table in DATA_TABLES}
         data = {table: rows_of(conn, table, columns) for table, (columns, _) in before.items()}
-        assert len(data["runs"]) == 6 and len(data["run_events"]) > 20 and len(data["artifacts"]) == 3
+        assert len(data["runs"]) == 6
+        assert len(data["run_events"]) > 20
+        assert len(data["artifacts"]) == 3
         for path in later:
             apply_migration(conn, path)
         after = {table: rows_of(conn, table, columns) for table, (columns, _) in before.items()}

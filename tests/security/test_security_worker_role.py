@@ -45,13 +45,15 @@ def test_the_worker_role_has_no_table_privilege_anywhere(
         "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')"
         "   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'"
-        "   AND (has_table_privilege(%(r)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')"
+        "   AND (has_table_privilege(%(r)s, c.oid,"
+        "                            'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')"
         "        OR (c.relkind = 'S' AND has_sequence_privilege(%(r)s, c.oid, 'USAGE, SELECT, UPDATE')))",
         {"r": worker_login},
     ).fetchall()
     assert granted == []
     attributes = db.execute(
-        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname IN (%s, 'odooops_worker')",
+        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles"
+        " WHERE rolname IN (%s, 'odooops_worker')",
         (worker_login,),
     ).fetchall()
     assert attributes == [(False, False, False, False)] * 2
@@ -102,7 +104,8 @@ def test_a_scoped_worker_runs_its_projects_runs_end_to_end(
     mine = queued_run(service, projects[0])
     with PgStore(login_dsn(devstack, worker_login)) as store:
         claimed = store.claim_next_run("w-a")
-        assert claimed is not None and claimed.run_id == mine
+        assert claimed is not None
+        assert claimed.run_id == mine
         store.start_run(mine, "w-a")
         store.append_events(mine, [NewEvent(level="info", message="building")])
         store.add_artifact(mine, NewArtifact(artifact_type="logs", storage_path="s3://logs/1"))
