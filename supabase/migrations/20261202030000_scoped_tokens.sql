@@ -111,7 +111,11 @@ insert into ops_private.operations (function_name, scopes, project_from, actor_a
     ('finish_run', array['work'], 'run', null),
     ('append_events', array['work'], 'run', null),
     ('add_artifact', array['work'], 'run', null),
-    ('recover_stalled_runs', array['work'], 'any', null);
+    ('recover_stalled_runs', array['work'], 'any', null),
+    -- 20261202000000_exactly_once: the worker's writes that answer what the call did
+    ('start_run_v2', array['work'], 'run', null),
+    ('heartbeat_run_v2', array['work'], 'run', null),
+    ('finish_run_v2', array['work'], 'run', null);
 
 -- ---------------------------------------------------------------------------------------------
 -- Who is calling: the service role (or the owner), a token, or a worker login
@@ -709,51 +713,38 @@ begin
 end;
 $$;
 
--- Functions of `ops` that the service role called before and that are not operations of the queue
--- (added by earlier migrations) keep working for it: SECURITY DEFINER, since the helpers they call
--- lose their grants below.
+-- Operator functions: not operations of the queue, for the service role (and the owner) only.
+-- Together with ops_private.operations this is the whole API of `ops`; docs/SECURITY.md lists it.
+create table ops_private.operator_functions (function_name text primary key);
+insert into ops_private.operator_functions (function_name) values
+    ('create_api_token'), ('list_api_tokens'), ('revoke_api_token');
+
+-- Every other function of ops is a helper: no API role may execute it (a function created by a
+-- migration is executable by PUBLIC, hence anon, until revoked). Operator functions become
+-- SECURITY DEFINER, so that they keep working without the helpers' grants.
+revoke all on all functions in schema ops_private from public, anon, authenticated, service_role;
 do $$
 declare
-    api_function regprocedure;
+    found_function record;
 begin
-    for api_function in
-        select p.oid::regprocedure from pg_catalog.pg_proc p
+    for found_function in
+        select p.oid::regprocedure as signature, p.proname in (select f.function_name from ops_private.operator_functions f)
+               as for_operators
+          from pg_catalog.pg_proc p
          where p.pronamespace = 'ops'::regnamespace and p.prorettype <> 'trigger'::regtype
-           and has_function_privilege('service_role', p.oid, 'execute')
            and p.proname not in (select o.function_name from ops_private.operations o)
-           and p.proname not in ('raise_error', 'is_terminal', 'utc_text', 'allowed_transition', 'base_run_id',
-                                 'raise_run_not_found', 'require_run', 'existing_run_for_key', 'not_held_by')
     loop
-        execute format('alter function %s security definer', api_function);
+        execute format('revoke all on function %s from public, anon, authenticated, service_role',
+            found_function.signature);
+        if found_function.for_operators then
+            execute format('alter function %s security definer', found_function.signature);
+            execute format('grant execute on function %s to service_role', found_function.signature);
+        end if;
     end loop;
 end;
 $$;
 
--- Nothing in ops_private is reachable by an API role; no function of ops is, unless granted below.
--- (PostgreSQL lets PUBLIC, hence anon, execute every new function: a migration that creates one
--- must revoke that, as this one does for all that exist.)
-revoke all on all functions in schema ops_private from public, anon, authenticated, service_role;
-revoke execute on all functions in schema ops from public, anon, authenticated;
-revoke execute on function
-    ops.raise_error(text, text, text),
-    ops.is_terminal(text),
-    ops.utc_text(timestamptz),
-    ops.allowed_transition(text, text),
-    ops.base_run_id(text, timestamptz),
-    ops.raise_run_not_found(text),
-    ops.require_run(text),
-    ops.existing_run_for_key(ops.runs, text, text, text, text),
-    ops.not_held_by(ops.runs, text, text)
-from public, anon, authenticated, service_role;
-
 select ops_private.expose_operation(o.function_name) from ops_private.operations o order by o.function_name;
-
-revoke all on function ops.create_api_token(text, text[], text[], text[], timestamptz, text, text),
-    ops.list_api_tokens(text), ops.revoke_api_token(text, text)
-from public;
-grant execute on function ops.create_api_token(text, text[], text[], text[], timestamptz, text, text),
-    ops.list_api_tokens(text), ops.revoke_api_token(text, text)
-to service_role;
 
 -- anon/authenticated/odooops_worker: the schema, and only the checked operations granted by
 -- expose_operation; no table, no sequence.
