@@ -119,7 +119,7 @@ def running_run(store: RunStore) -> Run:
     claimed = store.claim_next_run(WORKER, ClaimFilter(project_id=PROJECT, workflow_type="build"))
     if claimed is None or claimed.run_id != queued.run_id:
         raise RuntimeError(f"expected to claim {queued.run_id}, got {claimed}")
-    return store.start_run(queued.run_id, WORKER)
+    return store.start_run(queued.run_id, WORKER, attempt=claimed.attempt).run
 
 
 def append_lines(store: RunStore, run_id: str, count: int, batch: int = 1000, start: int = 0) -> None:

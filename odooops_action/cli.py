@@ -139,8 +139,11 @@ def _build_parser() -> _Parser:
 
 
 def _create(options: argparse.Namespace) -> int:
-    from odooops_action.domain import CreateRunRequest
+    from odooops_action.domain import CreateRunRequest, new_key
 
+    # Every invocation has a key, kept across its retries: a retry after a lost answer finds the
+    # run instead of queueing a second one (and is told that this invocation queued it).
+    given_key = options.idempotency_key
     request = CreateRunRequest(
         project_id=validate_project_id(options.project_id),
         workflow_type=validate_workflow_type(options.workflow_type),
@@ -148,9 +151,8 @@ def _create(options: argparse.Namespace) -> int:
         git_sha=validate_sha(options.commit_sha),
         env_id=validate_env_id(options.env_id),
         created_by=options.created_by or _current_user(),
-        idempotency_key=(
-            None if options.idempotency_key is None else validate_idempotency_key(options.idempotency_key)
-        ),
+        idempotency_key=new_key("cli") if given_key is None else validate_idempotency_key(given_key),
+        request_key=new_key("cli-request"),
     )
     with _connected(options) as store:
         created = store.create_run(request)

@@ -8,6 +8,7 @@ before pydantic (the largest import) is loaded; the response models live in
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,10 +43,18 @@ class CreateRunRequest:
     created_by: str | None = None
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # One per invocation (kept across its retries): the database answers created=True to the
+    # invocation that queued the run, even when its first answer was lost.
+    request_key: str | None = None
 
     def as_arguments(self) -> dict[str, Any]:
         """The named arguments of ``ops.create_run``."""
         return dataclasses.asdict(self)
+
+
+def new_key(prefix: str) -> str:
+    """A fresh repeat key (idempotency key, request key, claim token, batch or artifact key)."""
+    return f"{prefix}-{uuid.uuid4().hex}"
 
 
 def artifact_url(artifacts: Sequence[Artifact]) -> str:

@@ -52,6 +52,14 @@ class StateConflictError(OdooOpsError):
     """The run's state does not allow the requested change (HTTP 409 / SQLSTATE PT409)."""
 
 
+class StaleAttemptError(StateConflictError):
+    """A worker wrote for an attempt of the run that was superseded (SQLSTATE PT412, HTTP 412)."""
+
+
+class OverloadedFunctionError(OdooOpsError):
+    """Two signatures of one ``ops`` function match a call (PostgREST PGRST203)."""
+
+
 class TransientError(OdooOpsError):
     """The server stayed unavailable after the retries (connect errors, 503, 520, 504, 429)."""
 

@@ -44,6 +44,7 @@ __all__ = [
     "RunEvent",
     "RunPoll",
     "RunStatus",
+    "Transition",
     "WorkflowType",
 ]
 
@@ -120,12 +121,33 @@ class RunPoll(_Row):
 
 class CreatedRun(_Row):
     run: Run
-    created: bool  # False when the idempotency key matched an existing run
+    # True when this invocation queued the run (its request_key is the one that created it, also
+    # when the first answer was lost and a retry read it); False for a run queued by another.
+    created: bool
+
+    @property
+    def outcome(self) -> Literal["queued", "existing"]:
+        return "queued" if self.created else "existing"
 
 
 class CancelResult(_Row):
     run: Run
     outcome: Literal["cancelled", "already_cancelled"]
+
+
+TransitionOutcome = Literal[
+    "started", "already_started", "refreshed", "not_held", "finished", "already_finished"
+]
+
+
+class Transition(_Row):
+    """What ``start_run``, ``heartbeat_run`` or ``finish_run`` did: the run as it is now, and
+    whether this call made the change (``started``, ``refreshed``, ``finished``) or found it
+    already made by an earlier send of the same attempt (``already_…``; ``not_held``: the run is
+    no longer this worker's to heartbeat, its status says why)."""
+
+    run: Run
+    outcome: TransitionOutcome
 
 
 class NewEvent(BaseModel):

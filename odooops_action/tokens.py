@@ -240,9 +240,12 @@ def _call(environ: Mapping[str, str], function: str, arguments: dict[str, Any]) 
             f"odooops token needs the service role ({problem}): set SUPABASE_SERVICE_ROLE_KEY, or "
             "DATABASE_URL as the database owner. A scoped token cannot manage tokens."
         ) from None
+    from odooops_action.store.operations import OperationStore
+
     store = open_store(settings)
     try:
-        return store.call_function(function, _json_ready(arguments))
+        assert isinstance(store, OperationStore)
+        return store.manage_tokens(function, _json_ready(arguments))
     finally:
         store.close()
 

@@ -22,7 +22,7 @@ from odooops_action.action.runtime import (
     set_run_outputs,
 )
 from odooops_action.action.settings import derived_idempotency_key, label
-from odooops_action.domain import CreateRunRequest
+from odooops_action.domain import CreateRunRequest, new_key
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
     from odooops_action.models import Run
@@ -49,7 +49,10 @@ def create(ctx: ActionContext) -> int:
         git_sha=settings.commit_sha,
         env_id=settings.env_id,
         created_by=ctx.identity,
-        idempotency_key=derived_idempotency_key(settings, ctx.environ),
+        # Outside GitHub Actions no step identity exists: a key of this invocation still makes
+        # its retries safe.
+        idempotency_key=derived_idempotency_key(settings, ctx.environ) or new_key("action"),
+        request_key=new_key("action-request"),
         metadata=settings.metadata,
     )
     if settings.check_run and not settings.wait:

@@ -1,15 +1,20 @@
 """The one interface every run-queue client implements.
 
-Each method maps to exactly one SQL function of the ``ops`` schema (see
-``supabase/migrations``), so the REST store (``POST /rest/v1/rpc/<fn>``) and the PostgreSQL store
-(``SELECT ops.<fn>(...)``) share the rules the database enforces. Errors are raised as the
-:mod:`odooops_action.errors` classes, never as transport exceptions.
+Each method maps to exactly one SQL function of the ``ops`` schema (the table in
+:mod:`odooops_action.store.operations`), so the REST store (``POST /rest/v1/rpc/<fn>``) and the
+PostgreSQL store (``SELECT ops.<fn>(...)``) share the rules the database enforces. Errors are
+raised as the :mod:`odooops_action.errors` classes, never as transport exceptions.
+
+Every write is safe to repeat: it carries a repeat key (``request_key``, ``claim_token``,
+``batch_key``, ``artifact_key``; generated per call when the caller gives none, so the store's own
+retries are safe; a caller that retries across calls passes its own) and a worker's writes name
+their ``attempt`` (attempt fencing: a superseded attempt gets :class:`StaleAttemptError`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from odooops_action.domain import CreateRunRequest
 
@@ -23,6 +28,7 @@ if TYPE_CHECKING:  # the response models import pydantic: only needed once a res
         NewEvent,
         Run,
         RunPoll,
+        Transition,
     )
 
 FinalStatus = Literal["success", "failed"]
@@ -43,21 +49,30 @@ class RunStore(Protocol):
         ...
 
     def cancel_run(
-        self, run_id: str, reason: str | None = None, cancelled_by: str | None = None
+        self,
+        run_id: str,
+        reason: str | None = None,
+        cancelled_by: str | None = None,
+        *,
+        request_key: str | None = None,
     ) -> CancelResult:
-        """``ops.cancel_run``: cancel a queued/claimed/running run; no-op when already cancelled."""
+        """``ops.cancel_run``: cancel a queued/claimed/running run; outcome ``cancelled`` when this
+        invocation (``request_key``) cancelled it, ``already_cancelled`` when somebody else did."""
         ...
 
-    def claim_next_run(self, worker_id: str, filters: ClaimFilter | None = None) -> Run | None:
-        """``ops.claim_next_run``: claim the oldest queued run (``FOR UPDATE SKIP LOCKED``)."""
+    def claim_next_run(
+        self, worker_id: str, filters: ClaimFilter | None = None, *, claim_token: str | None = None
+    ) -> Run | None:
+        """``ops.claim_next_run``: claim the oldest queued run (``FOR UPDATE SKIP LOCKED``); the same
+        ``claim_token`` again returns the run it claimed (while that claim holds) instead of another."""
         ...
 
-    def start_run(self, run_id: str, worker_id: str) -> Run:
-        """``ops.start_run``: claimed → running, only for the worker that holds the claim."""
+    def start_run(self, run_id: str, worker_id: str, *, attempt: int | None = None) -> Transition:
+        """``ops.start_run_v2``: claimed → running, only for the worker and attempt holding the claim."""
         ...
 
-    def heartbeat_run(self, run_id: str, worker_id: str) -> Run:
-        """``ops.heartbeat_run``: refresh the lease; the returned status reveals a cancellation."""
+    def heartbeat_run(self, run_id: str, worker_id: str, *, attempt: int | None = None) -> Transition:
+        """``ops.heartbeat_run_v2``: refresh the lease; the returned status reveals a cancellation."""
         ...
 
     def finish_run(
@@ -67,24 +82,37 @@ class RunStore(Protocol):
         status: FinalStatus,
         exit_code: int | None = None,
         reason: str | None = None,
-    ) -> Run:
-        """``ops.finish_run``: running → success|failed, only while still running and this worker's."""
+        *,
+        attempt: int | None = None,
+    ) -> Transition:
+        """``ops.finish_run_v2``: running → success|failed, only while still this worker's attempt."""
         ...
 
-    def append_events(self, run_id: str, events: Sequence[NewEvent]) -> int:
-        """``ops.append_events``: append in order; returns the run's last event ``seq``."""
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        attempt: int | None = None,
+        batch_key: str | None = None,
+    ) -> int:
+        """``ops.append_events``: append in order; returns the batch's last event ``seq`` (the same
+        answer for a repeated ``batch_key``, nothing stored again)."""
         ...
 
-    def add_artifact(self, run_id: str, artifact: NewArtifact) -> Artifact:
-        """``ops.add_artifact``: register an artifact of the run."""
+    def add_artifact(
+        self,
+        run_id: str,
+        artifact: NewArtifact,
+        *,
+        attempt: int | None = None,
+        artifact_key: str | None = None,
+    ) -> Artifact:
+        """``ops.add_artifact``: register an artifact of the run (once per ``artifact_key``)."""
         ...
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         """``ops.recover_stalled_runs``: requeue (or fail) runs whose worker stopped heartbeating."""
-        ...
-
-    def call_function(self, function: str, arguments: Mapping[str, Any]) -> Any:
-        """``ops.<function>`` returning one JSON value (token management: ops.*_api_token*)."""
         ...
 
     def close(self) -> None:

@@ -1,21 +1,17 @@
-"""When to retry a request to the ``ops`` schema, and how long to wait before doing so.
+"""When to retry a call to the ``ops`` schema, and how long to wait before doing so.
 
-A failure is transient when a later attempt may succeed. Transient failures come in two kinds,
-and the difference decides which calls may be repeated:
-
-* ``NOT_APPLIED`` — the server certainly did not run the request: the connection was never
-  established (connect error or timeout, no free connection in the local pool), or the answer
-  says the request was turned away before it was processed (429, 503 while PostgREST reloads,
-  520 from the gateway, 504 ``PGRST003`` = no database connection became free). Any call may be
-  sent again.
-* ``MAYBE_APPLIED`` — the request was sent but no answer came back (read/write timeout, the
-  connection dropped, a gateway 502/504 without ``PGRST003``). The database may or may not have
-  committed it: only calls that are safe to repeat may be sent again.
+Every ``ops.*`` write carries a repeat key (see :mod:`odooops_action.store.operations` and
+docs/RUN_LIFECYCLE.md), so the database answers a repeated call as it answered the first one.
+There is therefore one rule for every call: a failure that a later attempt may cure is retried,
+whether or not the server may already have applied the call — a connection refused, reset or
+timed out, an answer 429, 502, 503, 504 or 52x from PostgREST or the gateway in front of it, or a
+database error the server rolled back (statement or lock timeout, serialization failure,
+deadlock, connection or shutdown trouble; :data:`odooops_action.store.error_map.TRANSIENT_CODES`).
+Waits are capped exponential backoff with full jitter; ``Retry-After`` wins when the server sends it.
 """
 
 from __future__ import annotations
 
-import enum
 import random as _random
 import time
 from collections.abc import Callable
@@ -25,52 +21,28 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from odooops_action.store.error_map import is_transient_code
 
-class Outcome(enum.Enum):
-    NOT_APPLIED = "not applied"
-    MAYBE_APPLIED = "maybe applied"
+# 429 rate limit, 502/504 gateway, 503 PostgREST (re)connecting or reloading, 520-527 the edge
+# proxy's "origin" errors (Cloudflare's 520 can arrive after the database committed).
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504, *range(520, 528)})
 
-
-# Statuses PostgREST / the Supabase gateway use for "turned away before processing".
-_NOT_APPLIED_STATUSES = frozenset({429, 503, 520})
-# 504 PGRST003: PostgREST timed out waiting for a pooled database connection; nothing ran.
-_POOL_TIMEOUT_CODE = "PGRST003"
-_GATEWAY_STATUSES = frozenset({502, 504})
-
-_NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
+_TRANSIENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.TimeoutException,  # connect, read, write, pool
+    httpx.NetworkError,  # connect, read, write, close
+    httpx.RemoteProtocolError,  # the server closed the connection mid-answer
     httpx.ProxyError,
 )
-_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
-    httpx.ReadTimeout,
-    httpx.WriteTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-    httpx.CloseError,
-)
 
 
-def outcome_of_exception(exc: BaseException) -> Outcome | None:
-    """The transient kind of a transport error, or None when retrying cannot help."""
-    if isinstance(exc, _NOT_SENT_ERRORS):
-        return Outcome.NOT_APPLIED
-    if isinstance(exc, _SENT_ERRORS):
-        return Outcome.MAYBE_APPLIED
-    return None
+def is_transient_exception(exc: BaseException) -> bool:
+    """Whether a transport error may go away on a later attempt."""
+    return isinstance(exc, _TRANSIENT_ERRORS)
 
 
-def outcome_of_status(status: int, code: str | None) -> Outcome | None:
-    """The transient kind of an error answer, or None when the answer is final."""
-    if status in _NOT_APPLIED_STATUSES:
-        return Outcome.NOT_APPLIED
-    if status == 504 and code == _POOL_TIMEOUT_CODE:
-        return Outcome.NOT_APPLIED
-    if status in _GATEWAY_STATUSES:
-        return Outcome.MAYBE_APPLIED
-    return None
+def is_transient_answer(status: int, code: str | None) -> bool:
+    """Whether an error answer (HTTP status and PostgREST/SQLSTATE code) may go away later."""
+    return status in TRANSIENT_STATUSES or is_transient_code(code)
 
 
 @dataclass(frozen=True)

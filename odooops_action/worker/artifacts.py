@@ -7,9 +7,9 @@ becomes one ``add_artifact`` call; a line that is not valid JSON, not an object,
 ``artifact_type``/``storage_path``, has an unknown key, or that the database refuses (bad digest,
 unknown type) becomes a ``warn`` event naming the line number, and the run goes on.
 
-``add_artifact`` is not safe to repeat: when its answer is lost, the run's artifacts are listed
-and any artifact that was not there before (and is not one this worker registered) with the same
-fields means the call was applied.
+Each line is registered under an artifact key (this execution's prefix and the line number) and
+the attempt: a call repeated after a lost answer returns the artifact stored the first time, and a
+superseded attempt cannot register anything (``StaleAttemptError``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from odooops_action.errors import OdooOpsError, RunNotFoundError, TransientError
+from odooops_action.domain import new_key
+from odooops_action.errors import OdooOpsError, RunNotFoundError, StaleAttemptError, TransientError
 from odooops_action.models import Artifact, NewArtifact
 from odooops_action.store.base import RunStore
 from odooops_action.worker.events import EventBuffer
@@ -98,17 +99,18 @@ class ArtifactRegistrar:
         events: EventBuffer,
         log: WorkerLog,
         *,
+        attempt: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._run_id = run_id
+        self._attempt = attempt
+        self._key_prefix = new_key(f"artifacts-a{attempt}")
         self._file = file
         self._events = events
         self._log = log
         self._clock = clock
         self._pending: deque[tuple[int, NewArtifact]] = deque()
-        self._known_ids: set[str] | None = None  # artifacts not registered by the unsure call
-        self._unsure = False
         self._retry_at = 0.0
         self.registered: list[Artifact] = []
 
@@ -144,58 +146,24 @@ class ArtifactRegistrar:
         while self._pending and self._clock() >= self._retry_at:
             number, artifact = self._pending[0]
             try:
-                self._register_one(artifact)
+                self._register_one(number, artifact)
             except TransientError as exc:
                 self._retry_at = self._clock() + RETRY_DELAY
                 self._log("artifact_retry", level="warn", run=self._run_id, line=number, error=exc)
                 return
-            except RunNotFoundError:
+            except (RunNotFoundError, StaleAttemptError):  # deleted, or this attempt was superseded
                 self._pending.clear()
                 return
             except OdooOpsError as exc:  # refused by the database (bad digest, ...)
                 self._reject(number, exc.message)
             self._pending.popleft()
 
-    def _register_one(self, artifact: NewArtifact) -> None:
-        if self._known_ids is None:
-            self._known_ids = self._artifact_ids()
-        if self._unsure:
-            found = self._landed(artifact)
-            self._unsure = False
-            if found is not None:
-                self._accept(found)
-                return
-        self._unsure = True
-        try:
-            stored = self._store.add_artifact(self._run_id, artifact)
-        except OdooOpsError as exc:
-            self._unsure = isinstance(exc, TransientError)
-            raise
-        self._unsure = False
+    def _register_one(self, number: int, artifact: NewArtifact) -> None:
+        stored = self._store.add_artifact(
+            self._run_id, artifact, attempt=self._attempt, artifact_key=f"{self._key_prefix}-line{number}"
+        )
         self._accept(stored)
 
     def _accept(self, stored: Artifact) -> None:
-        assert self._known_ids is not None
-        self._known_ids.add(stored.artifact_id)
         self.registered.append(stored)
         self._log("artifact_added", run=self._run_id, type=stored.artifact_type, path=stored.storage_path)
-
-    def _artifact_ids(self) -> set[str]:
-        return {a.artifact_id for a in self._store.poll_run(self._run_id, max_events=0).artifacts}
-
-    def _landed(self, artifact: NewArtifact) -> Artifact | None:
-        assert self._known_ids is not None
-        for stored in self._store.poll_run(self._run_id, max_events=0).artifacts:
-            if (
-                stored.artifact_id not in self._known_ids
-                and NewArtifact(
-                    artifact_type=stored.artifact_type,
-                    storage_path=stored.storage_path,
-                    digest=stored.digest,
-                    size_bytes=stored.size_bytes,
-                    metadata=stored.metadata,
-                )
-                == artifact
-            ):
-                return stored
-        return None

@@ -5,12 +5,10 @@ oldest has waited 200 ms, at most 5000 (the SQL limit) and about 4 MB per call. 
 is away the batch stays here and is sent again later; ``pending`` is bounded (5000 events or
 8 MB), and once full the runner stops taking output from the readers (back-pressure).
 
-Duplicates: ``append_events`` is not safe to repeat, and a dropped connection leaves its outcome
-unknown (the store raises :class:`TransientError`). The unsure batch is therefore kept aside and,
-before it is sent again, the run's events after the last sequence number this buffer saw
-confirmed are searched for it: one call appends its events as one contiguous block, so the batch
-landed exactly when an event equal to its first one is followed, ``len(batch) - 1`` places later,
-by an event equal to its last one. Only then is it dropped; otherwise it is sent again.
+Duplicates: each batch gets a batch key when it is formed, and the batch is sent again with that
+same key until an answer comes: the database acknowledges a repeated key with the first answer
+and stores nothing twice. Every batch names the run's attempt, so once the run was requeued (or
+claimed again) the batches of this attempt are refused (:class:`StaleAttemptError`) and dropped.
 """
 
 from __future__ import annotations
@@ -19,9 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from odooops_action.errors import InputError, RunNotFoundError, TransientError
-from odooops_action.models import NewEvent, RunEvent
-from odooops_action.store.base import MAX_EVENTS_PER_POLL, RunStore
+from odooops_action.domain import new_key
+from odooops_action.errors import InputError, RunNotFoundError, StaleAttemptError, TransientError
+from odooops_action.models import NewEvent
+from odooops_action.store.base import RunStore
 from odooops_action.worker.log import WorkerLog
 
 MAX_EVENTS_PER_CALL = 5000
@@ -37,10 +36,6 @@ def _size(event: NewEvent) -> int:
     return len(event.message) + 64
 
 
-def _same(stored: RunEvent, sent: NewEvent) -> bool:
-    return (stored.level, stored.message, stored.payload) == (sent.level, sent.message, sent.payload)
-
-
 class EventBuffer:
     """The events of one run on their way to ``ops.run_events``. Used from one thread only."""
 
@@ -51,17 +46,20 @@ class EventBuffer:
         log: WorkerLog,
         *,
         confirmed_seq: int = 0,
+        attempt: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._run_id = run_id
+        self._attempt = attempt
         self._log = log
         self._clock = clock
         self.confirmed_seq = confirmed_seq
         self._pending: deque[NewEvent] = deque()
         self._pending_bytes = 0
         self._oldest_at: float | None = None
-        self._unsure: list[NewEvent] | None = None  # sent, outcome unknown
+        self._unsure: list[NewEvent] | None = None  # sent, no answer yet: sent again with its key
+        self._unsure_key = ""
         self._failures = 0
         self._retry_at = 0.0
         self.sent = 0
@@ -126,23 +124,20 @@ class EventBuffer:
         return len(self._pending) + len(self._unsure or ())
 
     def _send_next(self) -> None:
-        if self._unsure is not None:
-            batch = self._unsure
-            if self._landed(batch):
-                self._log("events_confirmed", run=self._run_id, count=len(batch), seq=self.confirmed_seq)
-                self._unsure = None
-                self.sent += len(batch)
-                return
-        else:
-            batch = self._take_batch()
-        self._unsure = batch
+        if self._unsure is None:
+            self._unsure = self._take_batch()
+            self._unsure_key = new_key("batch")
+        batch = self._unsure
         try:
-            self.confirmed_seq = self._store.append_events(self._run_id, batch)
-        except (InputError, RunNotFoundError) as exc:
-            # Retrying cannot help: the run was deleted, or the batch is malformed (a bug).
+            self.confirmed_seq = self._store.append_events(
+                self._run_id, batch, attempt=self._attempt, batch_key=self._unsure_key
+            )
+        except (InputError, RunNotFoundError, StaleAttemptError) as exc:
+            # Retrying cannot help: the run was deleted, this attempt was superseded, or the batch
+            # is malformed (a bug).
             self._unsure = None
             self.dropped += len(batch)
-            self.run_gone = self.run_gone or isinstance(exc, RunNotFoundError)
+            self.run_gone = self.run_gone or isinstance(exc, RunNotFoundError | StaleAttemptError)
             self._log("events_dropped", level="error", run=self._run_id, count=len(batch), error=exc)
             return
         self._unsure = None
@@ -160,23 +155,3 @@ class EventBuffer:
         self._pending_bytes -= size
         self._oldest_at = self._clock() if self._pending else None
         return batch
-
-    def _landed(self, batch: list[NewEvent]) -> bool:
-        """Whether an append of ``batch`` whose answer was lost was applied (see module doc)."""
-        cursor = self.confirmed_seq
-        while True:
-            poll = self._store.poll_run(self._run_id, after_seq=cursor, max_events=MAX_EVENTS_PER_POLL)
-            for stored in poll.events:
-                if _same(stored, batch[0]) and self._ends_with(stored.seq, batch):
-                    self.confirmed_seq = stored.seq + len(batch) - 1
-                    return True
-            if not poll.events or not poll.has_more:
-                return False
-            cursor = poll.events[-1].seq
-
-    def _ends_with(self, first_seq: int, batch: list[NewEvent]) -> bool:
-        if len(batch) == 1:
-            return True
-        last_seq = first_seq + len(batch) - 1
-        events = self._store.poll_run(self._run_id, after_seq=last_seq - 1, max_events=1).events
-        return bool(events) and events[0].seq == last_seq and _same(events[0], batch[-1])

@@ -20,7 +20,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError, TransientError
+from odooops_action.errors import (
+    OdooOpsError,
+    RunNotFoundError,
+    StaleAttemptError,
+    StateConflictError,
+    TransientError,
+)
 from odooops_action.models import Run
 from odooops_action.store.base import FinalStatus, RunStore
 from odooops_action.worker.artifacts import ArtifactRegistrar, ArtifactsFile
@@ -122,7 +128,7 @@ class RunExecution:
     def _start(self) -> Run | None:
         while True:
             try:
-                return self._store.start_run(self._run.run_id, self._worker_id)
+                return self._store.start_run(self._run.run_id, self._worker_id, attempt=self._run.attempt).run
             except StateConflictError as exc:  # cancelled (or recovered) between claim and start
                 self._log("start_refused", level="warn", reason=exc.message)
                 return None
@@ -139,9 +145,16 @@ class RunExecution:
     def _execute_in(self, run: Run, workdir: Path) -> str:
         artifacts_path = workdir / "artifacts.jsonl"
         artifacts_path.touch()
-        self._events = EventBuffer(self._store, run.run_id, self._log, confirmed_seq=run.event_seq)
+        self._events = EventBuffer(
+            self._store, run.run_id, self._log, confirmed_seq=run.event_seq, attempt=run.attempt
+        )
         self._artifacts = ArtifactRegistrar(
-            self._store, run.run_id, ArtifactsFile(artifacts_path), self._events, self._log
+            self._store,
+            run.run_id,
+            ArtifactsFile(artifacts_path),
+            self._events,
+            self._log,
+            attempt=run.attempt,
         )
         argv = [*self._options.command, run.run_id]
         try:
@@ -256,11 +269,16 @@ class RunExecution:
         heartbeat = now >= self._next_heartbeat
         try:
             if heartbeat:
-                row = self._store.heartbeat_run(self._run.run_id, self._worker_id)
+                row = self._store.heartbeat_run(
+                    self._run.run_id, self._worker_id, attempt=self._run.attempt
+                ).run
             else:
                 row = self._store.poll_run(self._run.run_id, after_seq=FAR_SEQ, max_events=0).run
         except RunNotFoundError:
             self._stop("lost", "the run was deleted")
+            return
+        except StaleAttemptError as exc:  # requeued or claimed again: this attempt must stop
+            self._stop("lost", exc.message)
             return
         except TransientError as exc:
             self._log("heartbeat_retry" if heartbeat else "check_retry", level="warn", error=exc)
@@ -368,7 +386,9 @@ class RunExecution:
     def _finish(self, status: FinalStatus, exit_code: int | None, reason: str | None) -> str:
         while True:
             try:
-                row = self._store.finish_run(self._run.run_id, self._worker_id, status, exit_code, reason)
+                row = self._store.finish_run(
+                    self._run.run_id, self._worker_id, status, exit_code, reason, attempt=self._run.attempt
+                ).run
             except (StateConflictError, RunNotFoundError) as exc:  # cancelled or recovered meanwhile
                 self._log("finish_refused", level="warn", wanted=status, reason=exc.message)
                 return "finish_refused"

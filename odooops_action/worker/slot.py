@@ -5,6 +5,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 
+from odooops_action.domain import new_key
 from odooops_action.errors import OdooOpsError, TransientError
 from odooops_action.models import Run
 from odooops_action.store.base import RunStore
@@ -34,6 +35,8 @@ class Slot:
         self._find_claimed = find_claimed
         self._log = ctx.log.bind(worker=worker_id)
         self._unsure_claim = False
+        # Kept until a claim is answered: a claim repeated after a lost answer returns its run.
+        self._claim_token = new_key("claim")
         self.processed = 0
 
     def run(self) -> int:
@@ -86,10 +89,14 @@ class Slot:
                 self._log("claim_adopted", run=orphans[0].run_id)
                 return orphans[0]
         try:
-            return self._store.claim_next_run(self.worker_id, self._options.filters)
+            run = self._store.claim_next_run(
+                self.worker_id, self._options.filters, claim_token=self._claim_token
+            )
         except TransientError:
             self._unsure_claim = True
             raise
+        self._claim_token = new_key("claim")
+        return run
 
     def _execute(self, run: Run) -> None:
         self.processed += 1

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from action_harness import FakeWorker, Workspace, load_manifest, queue_run, run_row
 
+from tests.devstack import DevStack, Fault
 from tests.devstack.keys import mint_jwt
 
 DECLARED_OUTPUTS = set(load_manifest()["outputs"])
@@ -45,6 +46,31 @@ def test_create_queues_a_run_and_sets_outputs(
     assert len(notices) == 1
     assert run_id in notices[0].data
     assert_outputs_declared(result.outputs)
+
+
+def test_create_whose_first_answer_was_lost_reports_queued(
+    workspace: Workspace,
+    connection: dict[str, str],
+    project: str,
+    db: psycopg.Connection[Any],
+    devstack: DevStack,
+) -> None:
+    # The database queued the run, then the connection dropped before the answer: the Action's
+    # retry finds the run its own request queued. There was no earlier try of the step.
+    devstack.server.faults.push(Fault.drop(path=r"/rpc/create_run$", after=True))
+    try:
+        result = workspace.run(create_inputs(connection, project))
+    finally:
+        pending = devstack.server.faults.pending()
+        devstack.server.faults.clear()
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert pending == []
+    assert result.outputs["outcome"] == "queued"
+    assert "earlier try" not in result.stdout
+    assert f"Queued run {result.outputs['run_id']}" in result.stdout
+    rows = db.execute("SELECT count(*) FROM ops.runs WHERE project_id = %s", (project,)).fetchone()
+    assert rows == (1,)
 
 
 def test_create_is_idempotent_within_an_attempt_but_not_across_attempts(

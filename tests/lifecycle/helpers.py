@@ -221,11 +221,13 @@ def run_in_status(store: RunStore, project: str, status: str, worker: str = "wor
     assert claimed.run_id == run.run_id, "another queued run of the project was claimed"
     if status == "claimed":
         return claimed
-    running = store.start_run(run.run_id, worker)
+    running = store.start_run(run.run_id, worker, attempt=claimed.attempt).run
     if status == "running":
         return running
     assert status in ("success", "failed")
-    return store.finish_run(run.run_id, worker, status, exit_code=0 if status == "success" else 3)
+    return store.finish_run(
+        run.run_id, worker, status, exit_code=0 if status == "success" else 3, attempt=claimed.attempt
+    ).run
 
 
 def log_lines(count: int, prefix: str) -> list[NewEvent]:

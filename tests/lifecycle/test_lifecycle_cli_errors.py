@@ -123,8 +123,9 @@ def test_migration_missing_over_postgres(
     result = run_cli({"DATABASE_URL": dsn}, "destroy", MISSING_RUN, cwd=tmp_path)
     assert result.returncode == 1
     line = only_error(result)
-    assert line.startswith("error: the ops schema is missing a part: function ops.cancel_run(")
-    assert "Apply the migrations in supabase/migrations" in line
+    # The same error as over REST (test above), in the words of a direct connection.
+    assert line.startswith("error: The database lacks function ops.cancel_run (SQLSTATE 42883")
+    assert "apply the migrations in supabase/migrations" in line
 
 
 @pytest.mark.parametrize("command", ["wait", "destroy"])

@@ -73,14 +73,14 @@ class E2E:
         return int(self.store.append_events(self.run_id, LOG_EVENTS))
 
     def start(self) -> Run:  # 7
-        return self.store.start_run(self.run_id, WORKER)
+        return self.store.start_run(self.run_id, WORKER).run
 
     def add_artifact(self) -> Artifact:  # 8
         artifact = NewArtifact(artifact_type="image", storage_path=IMAGE, digest=DIGEST, size_bytes=1234)
         return self.store.add_artifact(self.run_id, artifact)
 
     def succeed(self) -> Run:  # 9
-        return self.store.finish_run(self.run_id, WORKER, "success", exit_code=0)
+        return self.store.finish_run(self.run_id, WORKER, "success", exit_code=0).run
 
     def replay(self, steps: int) -> None:
         """Scenarios 1..steps, each checked only as far as the next one needs."""
@@ -196,7 +196,7 @@ def test_11_destroy_cancels_a_queued_run(e2e: E2E) -> None:
 
 def test_12_wait_detects_a_failed_run(e2e: E2E) -> None:
     e2e.replay(7)
-    failed = e2e.store.finish_run(e2e.run_id, WORKER, "failed", exit_code=2, reason="docker build failed")
+    failed = e2e.store.finish_run(e2e.run_id, WORKER, "failed", exit_code=2, reason="docker build failed").run
     assert failed.status == "failed"
     waited = e2e.cli("wait", e2e.run_id, "30", "1")
     assert (waited.returncode, waited.stdout) == (1, "")

@@ -94,17 +94,18 @@ def test_polls_reuse_one_keep_alive_connection(server: FakePostgrest) -> None:
     assert [body["after_seq"] for _, body in server.requests] == [0, 1, 2]
 
 
-def test_a_read_timeout_on_append_events_is_reported_not_repeated(server: FakePostgrest) -> None:
+def test_a_read_timeout_on_append_events_is_repeated_with_the_same_batch_key(server: FakePostgrest) -> None:
     server.stall.set()
     sleeps: list[float] = []
 
     with store_for(server.url, sleeps, timeout=0.3) as store, pytest.raises(TransientError) as caught:
-        store.append_events(RUN_ID, [NewEvent(message="once")])
+        store.append_events(RUN_ID, [NewEvent(message="once")], attempt=1)
 
-    assert "may or may not have been applied" in str(caught.value)
     assert "ReadTimeout" in str(caught.value)
-    assert len(server.requests) == 1
-    assert sleeps == []
+    assert len(server.requests) == 3
+    assert len({body["batch_key"] for _, body in server.requests}) == 1
+    assert [body["attempt"] for _, body in server.requests] == [1, 1, 1]
+    assert len(sleeps) == 2
 
 
 def test_a_read_timeout_on_poll_is_retried_until_the_attempts_run_out(server: FakePostgrest) -> None:

@@ -26,8 +26,10 @@ from odooops_action.errors import (
     InputError,
     MigrationMissingError,
     OdooOpsError,
+    OverloadedFunctionError,
     RunNotFoundError,
     SchemaNotExposedError,
+    StaleAttemptError,
     StateConflictError,
     TransientError,
 )
@@ -42,6 +44,29 @@ def body_of(request: httpx.Request) -> dict[str, Any]:
     decoded = json.loads(request.content)
     assert isinstance(decoded, dict)
     return decoded
+
+
+class Key:
+    """Equals any generated repeat key with this prefix (``<prefix>-<32 hex>``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, str)
+            and other.startswith(f"{self.prefix}-")
+            and len(other) == len(self.prefix) + 33
+        )
+
+    def __repr__(self) -> str:
+        return f"Key({self.prefix!r})"
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def transition(outcome: str, **row: Any) -> dict[str, Any]:
+    return {"run": run_row(**row), "outcome": outcome}
 
 
 def created_answer(created: bool = True) -> dict[str, Any]:
@@ -72,8 +97,9 @@ CALLS: list[tuple[str, Callable[[RestStore], Any], dict[str, Any], Any]] = [
             "git_sha": SHA,
             "env_id": "dev",
             "created_by": None,
-            "idempotency_key": None,
+            "idempotency_key": Key("create"),
             "metadata": {},
+            "request_key": Key("request"),
         },
         created_answer(),
     ),
@@ -86,37 +112,53 @@ CALLS: list[tuple[str, Callable[[RestStore], Any], dict[str, Any], Any]] = [
     (
         "cancel_run",
         lambda s: s.cancel_run(RUN_ID, reason="stop", cancelled_by="alice"),
-        {"run_id": RUN_ID, "reason": "stop", "cancelled_by": "alice"},
+        {"run_id": RUN_ID, "reason": "stop", "cancelled_by": "alice", "request_key": Key("cancel")},
         {"run": run_row(status="cancelled", finished_at="2026-12-01T12:01:00+00:00"), "outcome": "cancelled"},
     ),
     (
         "claim_next_run",
         lambda s: s.claim_next_run("w1", ClaimFilter(project_id="acme", workflow_type="deploy")),
-        {"worker_id": "w1", "project_id": "acme", "env_id": None, "workflow_type": "deploy"},
+        {
+            "worker_id": "w1",
+            "project_id": "acme",
+            "env_id": None,
+            "workflow_type": "deploy",
+            "claim_token": Key("claim"),
+        },
         [],
     ),
     (
-        "start_run",
-        lambda s: s.start_run(RUN_ID, "w1"),
-        {"run_id": RUN_ID, "worker_id": "w1"},
-        run_row(status="running", claimed_by="w1"),
+        "start_run_v2",
+        lambda s: s.start_run(RUN_ID, "w1", attempt=2),
+        {"run_id": RUN_ID, "worker_id": "w1", "attempt": 2},
+        transition("started", status="running", claimed_by="w1"),
     ),
     (
-        "heartbeat_run",
-        lambda s: s.heartbeat_run(RUN_ID, "w1"),
-        {"run_id": RUN_ID, "worker_id": "w1"},
-        run_row(status="running", claimed_by="w1"),
+        "heartbeat_run_v2",
+        lambda s: s.heartbeat_run(RUN_ID, "w1", attempt=2),
+        {"run_id": RUN_ID, "worker_id": "w1", "attempt": 2},
+        transition("refreshed", status="running", claimed_by="w1"),
     ),
     (
-        "finish_run",
-        lambda s: s.finish_run(RUN_ID, "w1", "failed", exit_code=3, reason="tests failed"),
-        {"run_id": RUN_ID, "worker_id": "w1", "status": "failed", "exit_code": 3, "reason": "tests failed"},
-        run_row(status="failed", claimed_by="w1", exit_code=3),
+        "finish_run_v2",
+        lambda s: s.finish_run(RUN_ID, "w1", "failed", exit_code=3, reason="tests failed", attempt=2),
+        {
+            "run_id": RUN_ID,
+            "worker_id": "w1",
+            "status": "failed",
+            "exit_code": 3,
+            "reason": "tests failed",
+            "attempt": 2,
+        },
+        transition("finished", status="failed", claimed_by="w1", exit_code=3),
     ),
     (
         "append_events",
         lambda s: s.append_events(
-            RUN_ID, [NewEvent(message="a"), NewEvent(level="warn", message="b", payload={"x": 1})]
+            RUN_ID,
+            [NewEvent(message="a"), NewEvent(level="warn", message="b", payload={"x": 1})],
+            attempt=1,
+            batch_key="batch-7",
         ),
         {
             "run_id": RUN_ID,
@@ -124,6 +166,8 @@ CALLS: list[tuple[str, Callable[[RestStore], Any], dict[str, Any], Any]] = [
                 {"level": "info", "message": "a", "payload": {}},
                 {"level": "warn", "message": "b", "payload": {"x": 1}},
             ],
+            "attempt": 1,
+            "batch_key": "batch-7",
         },
         12,
     ),
@@ -137,6 +181,8 @@ CALLS: list[tuple[str, Callable[[RestStore], Any], dict[str, Any], Any]] = [
             "digest": None,
             "size_bytes": None,
             "metadata": {},
+            "attempt": None,
+            "artifact_key": Key("artifact"),
         },
         artifact_row(artifact_type="sbom", storage_path="s3://b/sbom.json"),
     ),
@@ -281,12 +327,14 @@ def test_claim_next_run_returns_the_first_row(api: respx.MockRouter, store: Rest
     assert (claimed.status, claimed.claimed_by) == ("claimed", "w1")
 
 
-def test_single_row_functions_parse_an_object(api: respx.MockRouter, store: RestStore) -> None:
-    api.post(f"{RPC_URL}/heartbeat_run").mock(
-        return_value=httpx.Response(200, json=run_row(status="cancelled", claimed_by="w1"))
+def test_transitions_parse_the_run_and_what_this_call_did(api: respx.MockRouter, store: RestStore) -> None:
+    api.post(f"{RPC_URL}/heartbeat_run_v2").mock(
+        return_value=httpx.Response(200, json=transition("not_held", status="cancelled", claimed_by="w1"))
     )
 
-    assert store.heartbeat_run(RUN_ID, "w1").status == "cancelled"
+    answer = store.heartbeat_run(RUN_ID, "w1", attempt=1)
+
+    assert (answer.outcome, answer.run.status) == ("not_held", "cancelled")
 
 
 def test_append_events_returns_the_last_seq(api: respx.MockRouter, store: RestStore) -> None:
@@ -380,7 +428,7 @@ def test_retry_after_as_http_date_is_converted_and_capped(
     ],
     ids=["520", "504-PGRST003", "429", "503", "connect-error", "connect-timeout"],
 )
-def test_failures_before_processing_are_retried_even_for_claim(
+def test_failures_are_retried_for_claim_with_the_same_claim_token(
     api: respx.MockRouter, store: RestStore, sleeps: list[float], failure: httpx.Response | Exception
 ) -> None:
     row = run_row(status="claimed", claimed_by="w1", claimed_at="2026-12-01T12:00:01+00:00")
@@ -392,6 +440,8 @@ def test_failures_before_processing_are_retried_even_for_claim(
 
     assert claimed is not None
     assert route.call_count == 3
+    tokens = {body_of(call.request)["claim_token"] for call in route.calls}
+    assert len(tokens) == 1
     # Full jitter with random() fixed at 0.5: half of 1 s, then half of 2 s.
     assert sleeps == [0.5, 1.0]
 
@@ -408,41 +458,53 @@ AMBIGUOUS_IDS = ["read-timeout", "disconnect", "read-error", "504-gateway", "502
 
 @pytest.mark.parametrize("failure", AMBIGUOUS, ids=AMBIGUOUS_IDS)
 @pytest.mark.parametrize(
-    ("function", "call"),
+    ("function", "call", "answer", "key"),
     [
-        ("claim_next_run", lambda s: s.claim_next_run("w1")),
-        ("append_events", lambda s: s.append_events(RUN_ID, [NewEvent(message="m")])),
+        ("claim_next_run", lambda s: s.claim_next_run("w1"), [], "claim_token"),
+        ("append_events", lambda s: s.append_events(RUN_ID, [NewEvent(message="m")]), 5, "batch_key"),
         (
             "add_artifact",
             lambda s: s.add_artifact(RUN_ID, NewArtifact(artifact_type="logs", storage_path="p")),
+            artifact_row(),
+            "artifact_key",
         ),
         (
             "create_run",
             lambda s: s.create_run(
                 CreateRunRequest(project_id="a", workflow_type="test", git_ref="m", git_sha=SHA)
             ),
+            created_answer(),
+            "idempotency_key",
+        ),
+        (
+            "cancel_run",
+            lambda s: s.cancel_run(RUN_ID),
+            transition("cancelled", status="cancelled"),
+            "request_key",
         ),
     ],
-    ids=["claim", "append", "artifact", "create-without-key"],
+    ids=["claim", "append", "artifact", "create-without-key", "cancel"],
 )
-def test_unsafe_calls_are_not_repeated_after_an_ambiguous_failure(
+def test_every_write_is_repeated_with_the_same_key_after_a_lost_answer(
     api: respx.MockRouter,
     store: RestStore,
     *,
     sleeps: list[float],
     function: str,
     call: Callable[[RestStore], Any],
+    answer: Any,
+    key: str,
     failure: httpx.Response | Exception,
 ) -> None:
-    route = api.post(f"{RPC_URL}/{function}").mock(side_effect=[failure, httpx.Response(200, json=[])])
+    route = api.post(f"{RPC_URL}/{function}").mock(side_effect=[failure, httpx.Response(200, json=answer)])
 
-    with pytest.raises(TransientError, match="may or may not have been applied") as caught:
-        call(store)
+    call(store)
 
-    assert route.call_count == 1
-    assert sleeps == []
-    assert f"ops.{function}" in str(caught.value)
-    assert "abcdefgh.supabase.co" in str(caught.value)
+    assert route.call_count == 2
+    first, second = (body_of(c.request) for c in route.calls)
+    assert first == second
+    assert first[key]
+    assert len(sleeps) == 1
 
 
 def test_create_run_with_an_idempotency_key_is_repeated_after_a_read_timeout(
@@ -471,11 +533,14 @@ def test_create_run_with_an_idempotency_key_is_repeated_after_a_read_timeout(
 def test_repeatable_calls_are_retried_after_an_ambiguous_failure(
     api: respx.MockRouter, store: RestStore, failure: httpx.Response | Exception
 ) -> None:
-    route = api.post(f"{RPC_URL}/heartbeat_run").mock(
-        side_effect=[failure, httpx.Response(200, json=run_row(status="running", claimed_by="w1"))]
+    route = api.post(f"{RPC_URL}/heartbeat_run_v2").mock(
+        side_effect=[
+            failure,
+            httpx.Response(200, json=transition("refreshed", status="running", claimed_by="w1")),
+        ]
     )
 
-    assert store.heartbeat_run(RUN_ID, "w1").status == "running"
+    assert store.heartbeat_run(RUN_ID, "w1").run.status == "running"
     assert route.call_count == 2
 
 
@@ -532,78 +597,25 @@ def test_max_retries_from_the_settings_bounds_the_attempts(
 
 def test_final_errors_are_not_retried(api: respx.MockRouter, store: RestStore, sleeps: list[float]) -> None:
     route = api.post(f"{RPC_URL}/poll_run").mock(
-        return_value=httpx.Response(
-            500, json={"code": "57014", "message": "canceling statement due to statement timeout"}
-        )
+        return_value=httpx.Response(500, json={"code": "XX000", "message": "internal error"})
     )
 
-    with pytest.raises(ApiError, match="57014"):
+    with pytest.raises(ApiError, match="XX000"):
         store.poll_run(RUN_ID)
 
     assert route.call_count == 1
     assert sleeps == []
 
 
-# -- start/finish: a 409 answering our own retried transition --------------------------------
+# -- start/finish: a 409 is a conflict, nothing more is asked ----------------------------------
 
 
 def conflict(message: str = "run is running (claimed by w1), so worker w1 cannot start it") -> httpx.Response:
     return httpx.Response(409, json={"code": "PT409", "message": message, "details": None, "hint": None})
 
 
-@pytest.mark.parametrize(
-    ("function", "call", "done_row"),
-    [
-        ("start_run", lambda s: s.start_run(RUN_ID, "w1"), run_row(status="running", claimed_by="w1")),
-        (
-            "finish_run",
-            lambda s: s.finish_run(RUN_ID, "w1", "success", exit_code=0),
-            run_row(status="success", claimed_by="w1", exit_code=0),
-        ),
-    ],
-    ids=["start", "finish"],
-)
-def test_a_409_after_an_uncertain_attempt_is_resolved_by_rereading_the_run(
-    api: respx.MockRouter, store: RestStore, function: str, call: Callable[[RestStore], Any], done_row: Any
-) -> None:
-    transition = api.post(f"{RPC_URL}/{function}").mock(side_effect=[httpx.ReadTimeout("lost"), conflict()])
-    poll = api.post(f"{RPC_URL}/poll_run").mock(
-        return_value=httpx.Response(
-            200, json={"run": done_row, "events": [], "artifacts": [], "has_more": False}
-        )
-    )
-
-    run = call(store)
-
-    assert run.status == done_row["status"]
-    assert transition.call_count == 2
-    assert body_of(poll.calls.last.request)["run_id"] == RUN_ID
-
-
-def test_a_409_after_an_uncertain_attempt_stands_when_another_worker_holds_the_run(
-    api: respx.MockRouter, store: RestStore
-) -> None:
-    api.post(f"{RPC_URL}/start_run").mock(side_effect=[httpx.ReadTimeout("lost"), conflict("held by w2")])
-    api.post(f"{RPC_URL}/poll_run").mock(
-        return_value=httpx.Response(
-            200,
-            json={
-                "run": run_row(status="running", claimed_by="w2"),
-                "events": [],
-                "artifacts": [],
-                "has_more": False,
-            },
-        )
-    )
-
-    with pytest.raises(StateConflictError, match="held by w2"):
-        store.start_run(RUN_ID, "w1")
-
-
-def test_a_409_on_the_first_attempt_is_a_conflict_without_rereading(
-    api: respx.MockRouter, store: RestStore
-) -> None:
-    api.post(f"{RPC_URL}/finish_run").mock(return_value=conflict("run is cancelled"))
+def test_a_409_is_a_conflict_without_rereading(api: respx.MockRouter, store: RestStore) -> None:
+    api.post(f"{RPC_URL}/finish_run_v2").mock(return_value=conflict("run is cancelled"))
     poll = api.post(f"{RPC_URL}/poll_run")
 
     with pytest.raises(StateConflictError, match="run is cancelled"):
@@ -682,6 +694,26 @@ def pgrst(status: int, code: str, message: str, hint: str | None = None) -> http
             pgrst(409, "23505", "duplicate key value violates unique constraint"),
             StateConflictError,
             ["duplicate key"],
+        ),
+        (
+            pgrst(409, "23503", 'violates foreign key constraint "runs_project_id_fkey"'),
+            StateConflictError,
+            ["runs_project_id_fkey"],
+        ),
+        (
+            pgrst(412, "PT412", "run r: attempt 1 was superseded (the run is now queued at attempt 1)"),
+            StaleAttemptError,
+            ["attempt 1 was superseded"],
+        ),
+        (
+            pgrst(
+                300,
+                "PGRST203",
+                "Could not choose the best candidate function between: ops.poll_run(run_id, after_seq), "
+                "ops.poll_run(run_id, after_seq, max_events)",
+            ),
+            OverloadedFunctionError,
+            ["more than one function ops.poll_run", "Drop the old signature", "HTTP 300 PGRST203"],
         ),
         (pgrst(400, "PT400", "max_events must be between 1 and 1000"), InputError, ["max_events must be"]),
         (pgrst(400, "P0001", "custom raise"), InputError, ["custom raise"]),

@@ -1,4 +1,4 @@
-"""RetryPolicy and the classification of failures into "not applied" and "maybe applied"."""
+"""RetryPolicy and the one classification of failures: transient (retried, for every call) or final."""
 
 from __future__ import annotations
 
@@ -6,49 +6,54 @@ import httpx
 import pytest
 
 from odooops_action.store.retry import (
-    Outcome,
     RetryPolicy,
-    outcome_of_exception,
-    outcome_of_status,
+    is_transient_answer,
+    is_transient_exception,
     parse_retry_after,
 )
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "expected"),
+    ("status", "code", "transient"),
     [
-        (429, None, Outcome.NOT_APPLIED),
-        (503, "PGRST002", Outcome.NOT_APPLIED),
-        (520, None, Outcome.NOT_APPLIED),
-        (504, "PGRST003", Outcome.NOT_APPLIED),
-        (504, None, Outcome.MAYBE_APPLIED),
-        (502, None, Outcome.MAYBE_APPLIED),
-        (500, "57014", None),
-        (409, "PT409", None),
-        (401, "PGRST301", None),
-        (404, "PGRST202", None),
+        (429, None, True),
+        (503, "PGRST002", True),
+        (503, "PGRST001", True),
+        (520, None, True),
+        (522, None, True),
+        (504, "PGRST003", True),
+        (504, None, True),
+        (502, None, True),
+        (500, "57014", True),  # statement timeout: rolled back
+        (500, "40001", True),  # serialization failure: rolled back
+        (500, "XX000", False),
+        (409, "PT409", False),
+        (412, "PT412", False),
+        (401, "PGRST301", False),
+        (404, "PGRST202", False),
+        (300, "PGRST203", False),
     ],
 )
-def test_statuses(status: int, code: str | None, expected: Outcome | None) -> None:
-    assert outcome_of_status(status, code) is expected
+def test_statuses(status: int, code: str | None, transient: bool) -> None:
+    assert is_transient_answer(status, code) is transient
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("error", "transient"),
     [
-        (httpx.ConnectError("refused"), Outcome.NOT_APPLIED),
-        (httpx.ConnectTimeout("slow"), Outcome.NOT_APPLIED),
-        (httpx.PoolTimeout("busy"), Outcome.NOT_APPLIED),
-        (httpx.ReadTimeout("slow"), Outcome.MAYBE_APPLIED),
-        (httpx.WriteTimeout("slow"), Outcome.MAYBE_APPLIED),
-        (httpx.RemoteProtocolError("dropped"), Outcome.MAYBE_APPLIED),
-        (httpx.ReadError("reset"), Outcome.MAYBE_APPLIED),
-        (httpx.UnsupportedProtocol("gopher"), None),
-        (ValueError("not transport"), None),
+        (httpx.ConnectError("refused"), True),
+        (httpx.ConnectTimeout("slow"), True),
+        (httpx.PoolTimeout("busy"), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.WriteTimeout("slow"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+        (httpx.ReadError("reset"), True),
+        (httpx.UnsupportedProtocol("gopher"), False),
+        (ValueError("not transport"), False),
     ],
 )
-def test_exceptions(error: Exception, expected: Outcome | None) -> None:
-    assert outcome_of_exception(error) is expected
+def test_exceptions(error: Exception, transient: bool) -> None:
+    assert is_transient_exception(error) is transient
 
 
 def test_full_jitter_scales_an_exponential_ceiling_capped_at_max_delay() -> None:

@@ -19,7 +19,8 @@ from tests.worker.helpers import queue_run, run_events
 
 
 class FlakyStore(PgStore):
-    """A real PgStore whose next calls fail: before reaching the database, or after it applied them."""
+    """A real PgStore whose next calls fail: before reaching the database, or after it applied them
+    (as a call whose retries all lost their answers: the caller sends it again later, same key)."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__(dsn)
@@ -28,20 +29,20 @@ class FlakyStore(PgStore):
     def _fail(self, when: str) -> None:
         raise TransientError(f"simulated connection loss {when} the call")
 
-    def append_events(self, run_id: str, events: Sequence[NewEvent]) -> int:
+    def append_events(self, run_id: str, events: Sequence[NewEvent], **keys: Any) -> int:
         when = self.failures.pop(0) if self.failures else None
         if when == "before":
             self._fail("before")
-        seq = super().append_events(run_id, events)
+        seq = super().append_events(run_id, events, **keys)
         if when == "after":
             self._fail("after")
         return seq
 
-    def add_artifact(self, run_id: str, artifact: NewArtifact) -> Artifact:
+    def add_artifact(self, run_id: str, artifact: NewArtifact, **keys: Any) -> Artifact:
         when = self.failures.pop(0) if self.failures else None
         if when == "before":
             self._fail("before")
-        stored = super().add_artifact(run_id, artifact)
+        stored = super().add_artifact(run_id, artifact, **keys)
         if when == "after":
             self._fail("after")
         return stored
