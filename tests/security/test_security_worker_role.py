@@ -111,7 +111,7 @@ def test_a_scoped_worker_runs_its_projects_runs_end_to_end(
         store.add_artifact(mine, NewArtifact(artifact_type="logs", storage_path="s3://logs/1"))
         store.heartbeat_run(mine, "w-a")
         finished = store.finish_run(mine, "w-a", "success", exit_code=0)
-        assert finished.status == "success"
+        assert finished.run.status == "success"
         polled = store.poll_run(mine)
     assert "building" in [event.message for event in polled.events]
     assert polled.run.status == "success"
