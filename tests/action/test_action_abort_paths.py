@@ -75,7 +75,7 @@ def follow_and_abort(env: dict[str, str], commands: WorkflowCommands, store: End
         FileCommands(env),
         GitHubContext.from_env(env),
         stop,
-        store_opener=lambda *_: store,  # type: ignore[arg-type,return-value]
+        store_opener=lambda *_, **__: store,  # type: ignore[arg-type,return-value]
     )
     threading.Timer(0.3, stop.set).start()
     return follow.follow_run(ctx, store, RUN_ID)  # type: ignore[arg-type]
