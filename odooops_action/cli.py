@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from odooops_action.domain import artifact_url
-from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError
+from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError, TransientError
 from odooops_action.validation import (
     parse_poll_interval,
     parse_positive_seconds,
@@ -155,7 +155,10 @@ def _create(options: argparse.Namespace) -> int:
         request_key=new_key("cli-request"),
     )
     with _connected(options) as store:
-        created = store.create_run(request)
+        try:
+            created = store.create_run(request)
+        except TransientError as unavailable:
+            raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
     if not created.created:
         _note(
             f"Run {created.run.run_id} already exists for idempotency key {request.idempotency_key!r} "
@@ -163,6 +166,18 @@ def _create(options: argparse.Namespace) -> int:
         )
     _output(created.run.run_id)
     return 0
+
+
+def _maybe_queued(unavailable: TransientError, key: str | None) -> TransientError:
+    """The connection failed after retries: the run may or may not be queued; say how to tell."""
+    return TransientError(
+        unavailable.message,
+        hint=(
+            f"The run may have been queued before that: run the same command again with --idempotency-key "
+            f"{key} to get it (or queue it, if it was not) instead of a second one, or look: "
+            f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{key}';"
+        ),
+    )
 
 
 def _wait(options: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from odooops_action.action.runtime import (
 )
 from odooops_action.action.settings import derived_idempotency_key, label
 from odooops_action.domain import CreateRunRequest, new_key
+from odooops_action.errors import TransientError
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
     from odooops_action.models import Run
@@ -62,7 +63,12 @@ def create(ctx: ActionContext) -> int:
             title="check_run has no effect here",
         )
     with closing(ctx.open_store()) as store:
-        created = store.create_run(request)
+        try:
+            created = store.create_run(request)
+        except TransientError as unavailable:
+            raise _maybe_queued(
+                unavailable, request.idempotency_key, settings.idempotency_key
+            ) from unavailable
         run = created.run
         # First, so that a later step (or the post step) can act on the run whatever happens next.
         ctx.files.set_output("run_id", run.run_id)
@@ -80,6 +86,21 @@ def create(ctx: ActionContext) -> int:
     ctx.commands.notice(f"Run {run.run_id} queued: {describe(run)}.", title="OdooOps run queued")
     ctx.files.append_summary(ctx.redact(_queued_summary(run, created.created)))
     return 0
+
+
+def _maybe_queued(unavailable: TransientError, key: str | None, given: str | None) -> TransientError:
+    """The connection failed after retries: the run may or may not be queued; say how to tell."""
+    if given:
+        again = f"re-running the job with the same {label('idempotency_key')} gets it, not a second one"
+    else:  # derived from the workflow run's attempt: "Re-run jobs" derives another key
+        again = '"Re-run jobs" starts a new workflow attempt, which queues a new run: look for this one first'
+    return TransientError(
+        unavailable.message,
+        hint=(
+            f"The run may have been queued before that (idempotency key {key}); {again}: "
+            f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{key}';"
+        ),
+    )
 
 
 def wait(ctx: ActionContext) -> int:

@@ -56,6 +56,7 @@ def is_transient_code(code: str | None) -> bool:
 class Remedies:
     """What to tell the user to fix, in the words of the transport at hand."""
 
+    role: str  # whose privileges: "The API key's role", "The connection's role"
     migrate: str  # how to apply the migrations
     credentials: str  # which credentials to use for the service role
     refused_key: str = ""  # REST: where to find the key, and the variable to put it in
@@ -100,8 +101,8 @@ def _input(r: Refusal, _: Remedies) -> OdooOpsError:
 
 def privileges(r: Refusal, remedies: Remedies) -> OdooOpsError:
     return AuthError(
-        f"The role lacks privileges on schema {SCHEMA} ({r.where}: {r.message}): apply the migration's "
-        f"grants ({remedies.migrate}) and use {remedies.credentials}."
+        f"{remedies.role} lacks privileges on schema {SCHEMA} ({r.where}: {r.message}): apply the "
+        f"migration's grants ({remedies.migrate}) and use {remedies.credentials}."
     )
 
 

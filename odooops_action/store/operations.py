@@ -149,6 +149,7 @@ class OperationStore:
 
     _policy: RetryPolicy
     _place: str  # "Supabase at <host>" or "PostgreSQL": who stayed unavailable
+    _unavailable_hint: str  # what to do when it stays unavailable
 
     # -- the transport ------------------------------------------------------------------------
 
@@ -185,7 +186,7 @@ class OperationStore:
         raise TransientError(
             f"{self._place} stayed unavailable: ops.{operation.function} failed {self._policy.max_attempts} "
             f"time(s) (last: {failure.description}).",
-            hint="Retry later, or check the database's status (the Supabase dashboard for a project).",
+            hint=self._unavailable_hint,
         )
 
     def _parse(self, operation: Operation, answer: Any) -> Any:

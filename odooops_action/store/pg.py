@@ -27,6 +27,7 @@ from odooops_action.store.retry import RetryPolicy
 Row = dict[str, Any]
 
 _REMEDIES = Remedies(
+    role="The connection's role",
     migrate="apply the migrations in supabase/migrations (supabase db push, or psql -f each file in order)",
     credentials="a role with those grants in DATABASE_URL (service_role or the database owner)",
 )
@@ -58,6 +59,7 @@ class PgStore(OperationStore):
         self._statement_timeout_ms = statement_timeout_ms
         self._policy = retry or RetryPolicy(max_attempts=4)
         self._place = "PostgreSQL"
+        self._unavailable_hint = "Retry later, or check that the server in DATABASE_URL is up and reachable."
         self._conn: psycopg.Connection[Row] | None = None
 
     # -- connection -------------------------------------------------------------------------

@@ -82,10 +82,12 @@ class RestStore(OperationStore):
         self._base_url = base_url
         self._host = urlsplit(base_url).netloc
         self._place = f"Supabase at {self._host}"
+        self._unavailable_hint = "Retry later, or check the project's status in the Supabase dashboard."
         self._key = key
         self._token = settings.token
         self._key_variable = settings.key_variable
         self._remedies = Remedies(
+            role="The API key's role",
             migrate=_MIGRATE,
             credentials=f"the service_role key in {settings.key_variable}",
             refused_key=f"use the project's service_role key ({_KEY_LOCATION}) in {settings.key_variable}",

@@ -98,14 +98,17 @@ Stopping the worker (SIGTERM / SIGINT)
 Reconnecting without losing anything
     Every call that fails transiently is tried again until the database is back: claims (with
     backoff), heartbeats, events, artifacts, ``finish_run``. Events wait in memory (bounded) while
-    the database is away. ``append_events``, ``add_artifact`` and ``claim_next_run`` are not safe to
-    repeat, and a connection lost mid-call leaves their outcome unknown; before sending such a
-    batch again the worker looks for it among the run's events after the last sequence number it
-    saw confirmed (a batch is stored as one contiguous block, so its first and last event at the
-    right distance identify it); an artifact is looked for among the run's new artifacts; after a
-    lost claim answer the worker adopts the runs in status ``claimed`` held by its own id (direct
-    connection only; over REST such a claim is recovered after the lease). A residual risk: a
-    call still executing on a backend whose client connection is gone may commit after the check.
+    the database is away. Every write carries a repeat key, kept until it is answered: a claim its
+    claim token, a batch of events its batch key, an artifact line its artifact key. So a call
+    whose answer was lost is simply sent again: the database recognises it and answers as the
+    first time (the claimed run, the batch's last sequence number, the stored artifact), storing
+    nothing twice.
+
+Attempt fencing
+    Every write names the attempt the run's claim returned (``$ODOOOPS_ATTEMPT``). When the worker
+    stopped heartbeating for longer than the lease and the run was requeued (or claimed again),
+    the database refuses the writes of the old attempt; the worker stops the command and drops
+    them, so a straggler never mixes its log, artifacts or result into the current attempt.
 
 Logs
     One line per action on stderr: ``ts=... level=... worker=... action=... key=value ...``.

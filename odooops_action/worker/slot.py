@@ -87,6 +87,7 @@ class Slot:
             self._unsure_claim = False
             if orphans:
                 self._log("claim_adopted", run=orphans[0].run_id)
+                self._claim_token = new_key("claim")  # its claim is answered now
                 return orphans[0]
         try:
             run = self._store.claim_next_run(

@@ -73,6 +73,31 @@ def test_create_whose_first_answer_was_lost_reports_queued(
     assert rows == (1,)
 
 
+def test_create_that_stays_unanswered_says_the_run_may_be_queued(
+    workspace: Workspace,
+    connection: dict[str, str],
+    project: str,
+    db: psycopg.Connection[Any],
+    devstack: DevStack,
+) -> None:
+    faults = devstack.server.faults
+    faults.push(Fault.unavailable(retry_after=0, path=r"/rpc/create_run$", after=True, times=None))
+    try:
+        result = workspace.run(create_inputs(connection, project))
+    finally:
+        faults.clear()
+
+    assert result.exit_code == 1
+    (key,) = db.execute(
+        "SELECT idempotency_key FROM ops.runs WHERE project_id = %s", (project,)
+    ).fetchone() or ("",)
+    errors = [a.data for a in result.annotations("error")]
+    assert len(errors) == 1
+    assert f"The run may have been queued before that (idempotency key {key})" in errors[0]
+    assert '"Re-run jobs" starts a new workflow attempt, which queues a new run' in errors[0]
+    assert f"WHERE idempotency_key = '{key}';" in errors[0]
+
+
 def test_create_is_idempotent_within_an_attempt_but_not_across_attempts(
     workspace: Workspace, connection: dict[str, str], project: str, db: psycopg.Connection[Any]
 ) -> None:
@@ -285,6 +310,28 @@ def test_destroy_cancels_then_reports_already_cancelled(
     (notice,) = second.annotations("notice")
     assert "already cancelled" in notice.data
     assert_outputs_declared(first.outputs)
+
+
+def test_destroy_whose_answer_was_lost_reports_that_it_cancelled(
+    workspace: Workspace,
+    connection: dict[str, str],
+    project: str,
+    db: psycopg.Connection[Any],
+    devstack: DevStack,
+) -> None:
+    run_id = queue_run(db, project)
+    devstack.server.faults.push(Fault.gateway_error(path=r"/rpc/cancel_run$", after=True))
+    try:
+        result = workspace.run({**connection, "mode": "destroy", "run_id": run_id})
+    finally:
+        pending = devstack.server.faults.pending()
+        devstack.server.faults.clear()
+
+    assert result.exit_code == 0, result.stdout
+    assert pending == []  # the 520 came after the cancel was committed
+    assert result.outputs["outcome"] == "cancelled"
+    assert f"Cancelled run {run_id}." in result.stdout
+    assert result.annotations("notice") == []  # no "already cancelled"
 
 
 def test_destroy_of_a_finished_run_warns_without_failing(

@@ -140,3 +140,29 @@ def test_appends_and_artifacts_whose_answers_were_lost_are_stored_once(
     assert last == (seq,)
     stored = db.execute("SELECT artifact_id FROM ops.artifacts WHERE run_id = %s", (run.run_id,)).fetchall()
     assert stored == [(artifact.artifact_id,)]
+
+
+def test_a_create_that_stays_unanswered_says_the_run_may_be_queued_and_how_to_get_it(
+    devstack: DevStack, faults: FaultPlan, project: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    sha = new_sha()
+    faults.push(Fault.unavailable(retry_after=0, path=r"/rpc/create_run$", after=True, times=None))
+
+    result = run_cli(rest_env(devstack), "create", project, "build", "main", sha, cwd=tmp_path)
+
+    faults.clear()
+    assert (result.returncode, result.stdout) == (1, "")
+    error = result.stderr_lines[-1]
+    assert error.startswith("error: Supabase at ")
+    assert "failed 4 time(s) (last: HTTP 503 PGRST002). The run may have been queued before that" in error
+    ((run_id, key),) = db.execute(
+        "SELECT run_id, idempotency_key FROM ops.runs WHERE project_id = %s", (project,)
+    ).fetchall()
+    assert f"again with --idempotency-key {key} to get it" in error
+    assert f"WHERE idempotency_key = '{key}';" in error
+    # Doing what it says gets the run that was queued, not a second one.
+    again = run_cli(
+        rest_env(devstack), "create", project, "build", "main", sha, "--idempotency-key", key, cwd=tmp_path
+    )
+    assert (again.returncode, again.stdout) == (0, f"{run_id}\n")
+    assert len(runs_of(db, project)) == 1
