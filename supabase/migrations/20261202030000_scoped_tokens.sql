@@ -89,7 +89,8 @@ alter table ops.worker_scopes enable row level security;
 --   project_from: run    — the run_id argument names the run, hence the project;
 --                 create — the project_id argument (empty: the token's project);
 --                 claim  — the project_id/env_id/workflow_type filter, narrowed to the scope;
---                 any    — no project: the caller's scope limits what the function touches.
+--                 any    — no project argument: a caller limited to projects gets <name>_in(projects, …);
+--                 none   — no project involved (the worker registry): scope checked, call passed on.
 --   actor_argument: the argument that records who did it, filled with the caller when empty.
 create table ops_private.operations (
     function_name text primary key,
@@ -97,7 +98,8 @@ create table ops_private.operations (
         constraint operations_scopes_valid
         check (cardinality(scopes) > 0 and scopes <@ array['create', 'read', 'cancel', 'work']),
     project_from text not null
-        constraint operations_project_from_valid check (project_from in ('run', 'create', 'claim', 'any')),
+        constraint operations_project_from_valid
+        check (project_from in ('run', 'create', 'claim', 'any', 'none')),
     actor_argument text
 );
 
@@ -115,7 +117,14 @@ insert into ops_private.operations (function_name, scopes, project_from, actor_a
     -- 20261202000000_exactly_once: the worker's writes that answer what the call did
     ('start_run_v2', array['work'], 'run', null),
     ('heartbeat_run_v2', array['work'], 'run', null),
-    ('finish_run_v2', array['work'], 'run', null);
+    ('finish_run_v2', array['work'], 'run', null),
+    -- 20261202010000_poll_economy: the delta poll and the run's notification channel
+    ('poll_run_delta', array['read', 'work'], 'run', null),
+    ('run_channel', array['read', 'work'], 'run', null),
+    -- 20261202020000_operator_commands: a run's status, its retry, the worker registry
+    ('run_status', array['read'], 'run', null),
+    ('retry_run', array['create'], 'run', null),
+    ('worker_beat', array['work'], 'none', null);
 
 -- ---------------------------------------------------------------------------------------------
 -- Who is calling: the service role (or the owner), a token, or a worker login
@@ -717,7 +726,10 @@ $$;
 -- Together with ops_private.operations this is the whole API of `ops`; docs/SECURITY.md lists it.
 create table ops_private.operator_functions (function_name text primary key);
 insert into ops_private.operator_functions (function_name) values
-    ('create_api_token'), ('list_api_tokens'), ('revoke_api_token');
+    ('create_api_token'), ('list_api_tokens'), ('revoke_api_token'),
+    -- 20261202020000_operator_commands
+    ('schema_version'), ('create_project'), ('create_environment'), ('delete_selftest_project'),
+    ('list_workers'), ('list_runs'), ('operation_names'), ('doctor_report');
 
 -- Every other function of ops is a helper: no API role may execute it (a function created by a
 -- migration is executable by PUBLIC, hence anon, until revoked). Operator functions become
