@@ -58,7 +58,8 @@ def test_create_without_a_project_uses_the_tokens(
 
 
 @pytest.mark.parametrize("function", ["poll_run", "cancel_run"])
-def test_a_token_cannot_learn_of_another_projects_runs(  # noqa: PLR0917 (fixtures)
+def test_a_token_cannot_learn_of_another_projects_runs(
+    *,
     function: str,
     projects: tuple[str, str],
     token_for: Minter,
