@@ -30,9 +30,10 @@ demo: setup
 stack: setup
 	$(PY) -m tests.devstack
 
-# The Action's performance budget: one table (BENCHMARKS.md).
+# The performance budgets: the Action's table, then the responsiveness table (BENCHMARKS.md).
 bench: setup
 	$(PY) bench/perf_budget.py
+	$(PY) bench/responsiveness.py
 
 # The worker's claim throughput/latency benchmark (BENCHMARKS.md, "Claiming").
 bench-claims: setup

@@ -34,6 +34,7 @@ from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError, Tr
 from odooops_action.validation import (
     parse_poll_interval,
     parse_positive_seconds,
+    validate_database_url,
     validate_env_id,
     validate_git_ref,
     validate_idempotency_key,
@@ -44,7 +45,8 @@ from odooops_action.validation import (
 )
 
 if TYPE_CHECKING:
-    from odooops_action.models import Run
+    from odooops_action.domain import CreateRunRequest
+    from odooops_action.models import CreatedRun, Run
     from odooops_action.store.base import RunStore
     from odooops_action.store.factory import StorePreference
     from odooops_action.waiting import WaitResult
@@ -154,11 +156,17 @@ def _create(options: argparse.Namespace) -> int:
         idempotency_key=new_key("cli") if given_key is None else validate_idempotency_key(given_key),
         request_key=new_key("cli-request"),
     )
-    with _connected(options) as store:
-        try:
-            created = store.create_run(request)
-        except TransientError as unavailable:
-            raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
+    created: CreatedRun | None = None
+    sent = False
+    try:
+        with _connected(options) as store:
+            sent = True
+            try:
+                created = store.create_run(request)
+            except TransientError as unavailable:
+                raise _maybe_queued(unavailable, request.idempotency_key) from unavailable
+    except KeyboardInterrupt:
+        raise _interrupted_create(request, sent, created) from None
     if not created.created:
         _note(
             f"Run {created.run.run_id} already exists for idempotency key {request.idempotency_key!r} "
@@ -178,6 +186,29 @@ def _maybe_queued(unavailable: TransientError, key: str | None) -> TransientErro
             f"SELECT run_id, status FROM ops.runs WHERE idempotency_key = '{key}';"
         ),
     )
+
+
+def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedRun | None) -> OdooOpsError:
+    """Ctrl-C during ``create``: say whether the run is queued, and how to find it when unsure."""
+    if created is not None:
+        run_id = created.run.run_id
+        error = OdooOpsError(
+            f"interrupted, but run {run_id} is queued.",
+            hint=f"Wait for it with `odooops wait {run_id}`, or cancel it with `odooops destroy {run_id}`.",
+        )
+    elif not sent:
+        error = OdooOpsError("interrupted before the request was sent: no run was queued.")
+    else:
+        error = OdooOpsError(
+            "interrupted while queuing the run: it may or may not have been queued.",
+            hint=(
+                "To find out without queuing a second run, repeat the command with the same "
+                f"--idempotency-key {request.idempotency_key!r}: it prints the run's id, queuing it "
+                "only if it was not queued."
+            ),
+        )
+    error.exit_code = 128 + signal.SIGINT
+    return error
 
 
 def _wait(options: argparse.Namespace) -> int:
@@ -233,11 +264,13 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
         _note(f"Run completed successfully: {run_id}")
         _output(artifact_url(result.artifacts) or "success")
         return 0
-    if result.outcome == "not_found" or run is None:
+    if result.outcome == "not_found":
         raise RunNotFoundError(
             f"run {run_id} not found.",
             hint="Check the id printed by `odooops create` (ops.runs lists the runs).",
         )
+    if run is None:  # no poll was ever answered: the run may well exist
+        raise _never_answered(run_id, timeout, result, received)
     if result.outcome == "failed":
         raise OdooOpsError(
             f"run {run_id} failed{_failure_detail(run)}.",
@@ -261,6 +294,26 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
     raise OdooOpsError(
         f"timed out after {timeout:.15g}s waiting for run {run_id} (last status: {run.status}).{last_error}",
         hint=f"Increase max_wait_seconds, or cancel the run with `odooops destroy {run_id}`.",
+    )
+
+
+def _never_answered(
+    run_id: str, timeout: float, result: WaitResult, received: signal.Signals | None
+) -> OdooOpsError:
+    """The wait ended before any poll got an answer: the run's state is unknown, not "not found"."""
+    if result.outcome == "interrupted":
+        signal_name = received.name if received is not None else "a stop request"
+        error = OdooOpsError(
+            f"interrupted by {signal_name} before any poll of run {run_id} was answered.",
+            hint=f"The run's state is unknown; see it with `odooops wait {run_id}`.",
+        )
+        error.exit_code = 128 + (received if received is not None else signal.SIGINT)
+        return error
+    last = f" The last poll failed: {result.last_error.message}" if result.last_error is not None else ""
+    return TransientError(
+        f"could not reach the server: no poll of run {run_id} was answered in {timeout:.15g}s, so its "
+        f"state is unknown.{last}",
+        hint=f"Check the connection settings and the server, then wait again: `odooops wait {run_id}`.",
     )
 
 
@@ -296,7 +349,7 @@ def _connected(options: argparse.Namespace) -> Iterator[RunStore]:
     environ = dict(os.environ)
     prefer: StorePreference = "auto"
     if options.database_url:
-        environ["DATABASE_URL"] = options.database_url
+        environ["DATABASE_URL"] = validate_database_url(options.database_url, "--database-url")
         prefer = "postgres"
     elif options.postgres:
         prefer = "postgres"

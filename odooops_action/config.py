@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from odooops_action.errors import ConfigError
+from odooops_action.validation import validate_database_url
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_RETRIES = 3
@@ -141,7 +142,7 @@ class ConnectionSettings:
                 "DATABASE_URL=postgresql://<user>:<password>@<host>:5432/postgres for a direct connection "
                 f"(or use the REST API with SUPABASE_URL and {KEY_VARIABLES[0]})."
             )
-        return self.database_url
+        return validate_database_url(self.database_url, "DATABASE_URL")
 
     def __repr__(self) -> str:
         key = "None" if self.supabase_key is None else "'<redacted>'"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from typing import cast
+from urllib.parse import urlsplit
 
 from odooops_action.domain import WORKFLOW_TYPES, WorkflowType
 from odooops_action.errors import InputError
@@ -129,5 +130,48 @@ def parse_positive_seconds(value: str | float, name: str, *, minimum: float = 0.
     return seconds
 
 
+def parse_non_negative_seconds(value: str | float, name: str) -> float:
+    """A finite number of seconds, zero or more (a grace period that may be skipped)."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise InputError(f"{name} must be a number of seconds, got {_shown(str(value))}.") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"{name} must be zero or a positive number of seconds, got {_shown(str(value))}.")
+    return seconds
+
+
 def parse_poll_interval(value: str | float, name: str) -> float:
     return parse_positive_seconds(value, name, minimum=MIN_POLL_INTERVAL_SECONDS)
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_CONNINFO_PAIR = re.compile(r"\s*[A-Za-z_]+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)\s*")
+_DSN_HINT = (
+    "Use postgresql://<user>:<password>@<host>:5432/<database> (URL-encode special characters in "
+    "the password), or libpq's key=value form: host=... port=5432 dbname=... user=..."
+)
+
+
+def validate_database_url(value: str, name: str = "DATABASE_URL") -> str:
+    """A PostgreSQL connection string libpq can parse: a ``postgresql://`` (or ``postgres://``) URL
+    with a numeric port, or ``key=value`` pairs. Checked without importing psycopg; the value is not
+    repeated when it may hold a password."""
+    text = value.strip()
+    if text.lower().startswith(_POSTGRES_SCHEMES):
+        try:
+            _ = urlsplit(text).port
+        except ValueError as exc:
+            raise InputError(f"{name} is not a valid PostgreSQL URL ({exc}).", hint=_DSN_HINT) from None
+        return text
+    position = 0
+    while position < len(text) and (pair := _CONNINFO_PAIR.match(text, position)):
+        position = pair.end()
+    if text and position == len(text):
+        return text
+    shown = "(not repeated: it may hold a password)" if "@" in text or "password" in text else _shown(text)
+    raise InputError(
+        f"{name} must be a PostgreSQL URL (postgresql://...) or a key=value connection string, got {shown}.",
+        hint=_DSN_HINT,
+    )

@@ -237,7 +237,9 @@ class PrintObserver:
         self._write("\n".join(f"[{event.level}] {event.message}" for event in events))
 
     def on_poll_error(self, error: OdooOpsError) -> None:
-        self._write(f"warning: polling failed, will retry: {error}")
+        # The message without its hint: a hint such as "Retry later" is advice for a one-shot
+        # command, and this loop does retry by itself.
+        self._write(f"warning: a poll failed, polling again until the timeout: {error.message}")
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")

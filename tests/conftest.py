@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,19 @@ import psycopg
 import pytest
 
 from tests.devstack import DevStack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_tls_context() -> Iterator[None]:
+    """Every httpx client of the session shares one TLS context: building one loads the CA bundle
+    (about 65 ms of CPU, most of a unit test's cost), and the tests only speak plain HTTP on
+    loopback or to respx. The clients' own settings are untouched (the context is cached by them)."""
+    from httpx._transports import default as transport
+
+    original = transport.create_ssl_context
+    transport.create_ssl_context = functools.cache(original)  # type: ignore[assignment]
+    yield
+    transport.create_ssl_context = original
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +63,19 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit superuser connection."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         yield conn
+
+
+# -- the fast tier ---------------------------------------------------------------------------------
+# `pytest -m "not slow"` is the everyday run: the unit and GitHub-layer tests, no database, no
+# worker processes. A test is slow when it needs the local stack (PostgreSQL + REST server, through
+# the `devstack` fixture, however indirectly), lives in a directory whose tests start real tools and
+# processes, or is marked @pytest.mark.slow itself. `make test` runs everything.
+SLOW_DIRECTORIES = frozenset({"delivery"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        directory = item.path.parent.name
+        if directory in SLOW_DIRECTORIES or "devstack" in getattr(item, "fixturenames", ()):
+            item.add_marker(slow)

@@ -16,6 +16,8 @@ import signal
 import sys
 
 CHUNK = 64 * 1024
+# How long a refused client may take to finish sending before its connection is closed anyway.
+DRAIN_SECONDS = 5.0
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -30,6 +32,24 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
+async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """End a client's connection with an orderly close: end of stream first, then read (and drop)
+    what it sent until its own end of stream. Closing a socket with unread data would send a reset
+    instead, which the client may see before it has finished writing (ENOTCONN, ECONNRESET)."""
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while await reader.read(CHUNK):
+                pass
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
 async def bridge(
     client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter, target: tuple[str, int]
 ) -> None:
@@ -37,7 +57,7 @@ async def bridge(
         target_reader, target_writer = await asyncio.open_connection(*target)
     except OSError as error:
         print(f"tcp_forward: cannot reach {target[0]}:{target[1]}: {error}", file=sys.stderr, flush=True)
-        client_writer.close()
+        await refuse(client_reader, client_writer)
         return
     try:
         await asyncio.gather(pipe(client_reader, target_writer), pipe(target_reader, client_writer))

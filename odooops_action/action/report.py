@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from odooops_action.errors import OdooOpsError
 from odooops_action.github.annotations import Annotation, annotation_from_event
 from odooops_action.github.commands import ANNOTATION_LEVELS, AnnotationLevel, WorkflowCommands
 
@@ -144,7 +145,8 @@ class LogReporter:
 
     def on_poll_error(self, error: Exception) -> None:
         self._flush()
-        self._commands.info(f"Polling failed, retrying until the timeout: {error}")
+        message = error.message if isinstance(error, OdooOpsError) else str(error)  # no "Retry later" hint
+        self._commands.info(f"Polling failed, retrying until the timeout: {message}")
 
     # --- the end of the stream -------------------------------------------------------------------
 

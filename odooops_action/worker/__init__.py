@@ -18,7 +18,9 @@ Worker ids
 Executing a run
     ``start_run`` moves the run to ``running``; then ``<--command> <run_id>`` (default
     ``./scripts/odooops/execute_run.sh <run_id>``; ``--command`` is split like a shell would) runs in
-    its own session and process group, with stdin from /dev/null and these variables added to the
+    its own session and process group, led by a guard process (``guard.py``) that stops the whole
+    group (SIGTERM, then SIGKILL after ``--kill-grace``, at most 5 s) when the worker process dies,
+    even by SIGKILL; it runs with stdin from /dev/null and these variables added to the
     worker's environment: ``ODOOOPS_RUN_ID``, ``ODOOOPS_PROJECT_ID``, ``ODOOOPS_ENV_ID``,
     ``ODOOOPS_WORKFLOW_TYPE``, ``ODOOOPS_GIT_REF``, ``ODOOOPS_GIT_SHA``, ``ODOOOPS_ATTEMPT`` (1 for
     the first claim), ``ODOOOPS_METADATA`` (the run's metadata as JSON), ``ODOOOPS_ARTIFACTS_FILE``
@@ -93,7 +95,8 @@ Stopping the worker (SIGTERM / SIGINT)
     Each slot claims at most one run; the worker exits 0 when that run was processed (whatever its
     outcome: the run's status is in the database) and also when no run was queued. Non-zero exit
     codes are the worker's own problems: 2 for a bad option or missing configuration, 1 for a
-    fatal error (refused credentials, missing migration).
+    fatal error (refused credentials, missing migration) or a database that stayed unreachable
+    for 30 s (without ``--once`` the worker waits for it however long it takes).
 
 Reconnecting without losing anything
     Every call that fails transiently is tried again until the database is back: claims (with

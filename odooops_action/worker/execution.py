@@ -46,6 +46,7 @@ STDERR_TAIL_LINE_CHARS = 500
 LEFTOVER_KILL_AFTER = 5.0
 ABANDON_PIPES_AFTER = 10.0
 RETRY_PAUSE = 0.5
+HEARTBEAT_RETRY_AFTER = 1.0  # a heartbeat or check that failed transiently is tried again this much later
 # Past the shutdown grace plus the kill grace, this much longer is spent on recording the outcome.
 RECORD_AFTER_SHUTDOWN = 10.0
 FAR_SEQ = 2**62  # poll_run(after_seq=FAR_SEQ, max_events=0): just the run row
@@ -163,6 +164,7 @@ class RunExecution:
                 command_environment(
                     run, artifacts_path, self._worker_id, keep_credentials=self._options.keep_credentials
                 ),
+                kill_grace=self._options.kill_grace,
             )
         except OSError as exc:
             why = f"the command {shlex.join(argv)} could not be started: {exc}"
@@ -175,8 +177,9 @@ class RunExecution:
             f"Started {shlex.join(argv)} (pid {self._process.pid})",
             kind="command",
             pid=self._process.pid,
+            pgid=self._process.pgid,
         )
-        self._log("command_started", pid=self._process.pid, attempt=run.attempt)
+        self._log("command_started", pid=self._process.pid, pgid=self._process.pgid, attempt=run.attempt)
         PipeReader(self._process.stdout, "stdout", self._queue).start()
         PipeReader(self._process.stderr, "stderr", self._queue).start()
         self._supervise()
@@ -282,8 +285,9 @@ class RunExecution:
             return
         except TransientError as exc:
             self._log("heartbeat_retry" if heartbeat else "check_retry", level="warn", error=exc)
-            self._next_check = now + 1.0
-            self._next_heartbeat = min(self._next_heartbeat, now + 1.0) if heartbeat else self._next_heartbeat
+            self._next_check = now + HEARTBEAT_RETRY_AFTER
+            if heartbeat:  # from now: the due time that failed is already past
+                self._next_heartbeat = now + HEARTBEAT_RETRY_AFTER
             return
         except OdooOpsError as exc:
             self._log("check_failed", level="error", error=exc)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from odooops_action.errors import InputError
 from odooops_action.models import ClaimFilter
+from odooops_action.validation import parse_non_negative_seconds, parse_positive_seconds
 
 DEFAULT_COMMAND = "./scripts/odooops/execute_run.sh"
 MAX_WORKER_ID_LENGTH = 200  # ops.runs.claimed_by
@@ -35,11 +36,12 @@ class WorkerOptions:
             raise InputError("--command must name a program to run.")
         if self.concurrency < 1:
             raise InputError(f"--concurrency must be at least 1 (got {self.concurrency}).")
+        # The same checks as every duration of the Action and the CLI: finite, and positive (or,
+        # for a grace period, zero or more); NaN and infinity are refused.
         for name in ("poll_interval", "heartbeat_interval", "cancel_check_interval"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"--{name.replace('_', '-')} must be positive.")
-        if self.kill_grace < 0 or self.shutdown_grace < 0:
-            raise InputError("--kill-grace and --shutdown-grace cannot be negative.")
+            parse_positive_seconds(getattr(self, name), _flag(name))
+        for name in ("kill_grace", "shutdown_grace"):
+            parse_non_negative_seconds(getattr(self, name), _flag(name))
         if self.lease_seconds < 1 or self.max_attempts < 1:
             raise InputError("--lease must be at least 1 second and --max-attempts at least 1.")
         if self.heartbeat_interval >= self.lease_seconds:
@@ -52,6 +54,10 @@ class WorkerOptions:
     def recovery_interval(self) -> float:
         """How often a worker calls ``recover_stalled_runs``: twice per lease, at most every 30 s."""
         return max(1.0, min(self.lease_seconds / 2, 30.0))
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
 
 
 def _sanitize(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 
@@ -13,6 +14,9 @@ from odooops_action.worker.context import WorkerContext
 from odooops_action.worker.execution import RunExecution
 
 CLAIM_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+# With --once, a database unreachable for this long ends the worker (exit 1) instead of waiting for
+# it forever: a job-per-run setup (a CI job, a Kubernetes Job) must end and say so.
+ONCE_GIVE_UP_AFTER = 30.0
 
 # Runs this worker claimed but did not hear about (the answer to claim_next_run was lost).
 ClaimedRunsLookup = Callable[[str], list[Run]]
@@ -49,6 +53,7 @@ class Slot:
             workflow_type=filters.workflow_type,
         )
         failures = 0
+        failing_since = 0.0
         idle_logged = False
         while not self._ctx.shutdown.requested:
             self._ctx.recovery.maybe_run(self._store, self._log)
@@ -56,6 +61,10 @@ class Slot:
             try:
                 run = self._claim()
             except TransientError as exc:
+                failing_since = failing_since if failures else time.monotonic()
+                if self._options.once and time.monotonic() - failing_since >= ONCE_GIVE_UP_AFTER:
+                    self._log("gave_up", level="error", error=exc, unreachable_for=ONCE_GIVE_UP_AFTER)
+                    return 1
                 delay = CLAIM_RETRY_DELAYS[min(failures, len(CLAIM_RETRY_DELAYS) - 1)]
                 failures += 1
                 self._log("claim_retry", level="warn", error=exc, retry_in=delay)

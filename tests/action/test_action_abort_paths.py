@@ -7,7 +7,6 @@ the signal handler sets it. Everything else (file commands, workflow commands) i
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +108,10 @@ def test_hanging_abort_cancel_does_not_hold_the_step(
     store = EndlessRunStore("hang")
     monkeypatch.setattr(follow, "ABORT_CANCEL_JOIN_SECONDS", 0.5)
 
-    started = time.monotonic()
     exit_code = follow_and_abort(env, commands, store)
+    assert not store.release.is_set()  # it returned while the cancel request still hung
     store.release.set()
 
     assert exit_code == 1
-    assert time.monotonic() - started < 5
     assert state_of(env)["should_cancel"] == "true"
     assert "did not finish in time" in capsys.readouterr().out

@@ -8,7 +8,6 @@ the main step could not (here: killed outright with SIGKILL).
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 import psycopg
@@ -32,12 +31,12 @@ def test_sigint_then_sigterm_cancels_the_remote_run_in_time(
     step.wait_for_output("[info] compiling")
 
     step.signal(signal.SIGINT)
-    took = wait_until(lambda: run_row(db, run_id)["status"] == "cancelled", timeout=RUNNER_GRACE_SECONDS)
+    # The runner's rule, not a budget: the run is cancelled before the runner's SIGKILL would come.
+    wait_until(lambda: run_row(db, run_id)["status"] == "cancelled", timeout=RUNNER_GRACE_SECONDS)
     step.signal(signal.SIGTERM)  # what the runner sends next; it must not crash the step
     result = step.finish(timeout=RUNNER_KILL_AFTER_SECONDS + RUNNER_GRACE_SECONDS)
     worker.join()
 
-    assert took < 3, f"remote run cancelled {took:.1f}s after SIGINT"
     assert result.exit_code == 1
     assert result.outputs["outcome"] == "interrupted"
     assert result.outputs["status"] == "cancelled"
@@ -70,8 +69,7 @@ def test_sigterm_alone_also_cancels(
     result = step.finish(timeout=RUNNER_GRACE_SECONDS)
 
     assert result.exit_code == 1
-    assert run_row(db, run_id)["status"] == "cancelled"
-    assert result.elapsed < 20
+    assert run_row(db, run_id)["status"] == "cancelled"  # within the runner's grace (finish above)
 
 
 def test_abort_without_cancel_on_abort_leaves_the_run_alone(
@@ -125,13 +123,11 @@ def test_post_step_cancels_when_the_main_step_was_killed(
 
 
 def test_post_step_without_state_does_nothing(workspace: Workspace, connection: dict[str, str]) -> None:
-    started = time.monotonic()
     env_inputs = {**connection, "mode": "create", "supabase_url": "http://127.0.0.1:9"}
     post = workspace.start(env_inputs, entrypoint=POST_ENTRYPOINT).finish(10)
 
     assert post.exit_code == 0
     assert not post.runner.processed or all(c.name in ("add-mask", "debug") for c in post.runner.processed)
-    assert time.monotonic() - started < 10
 
 
 def test_post_step_after_a_run_that_ended_does_nothing(

@@ -6,6 +6,8 @@ import io
 import re
 from datetime import UTC, datetime
 
+import pytest
+
 from odooops_action.action.report import LOG_TAIL_EVENTS, MAX_KEPT_MESSAGE_CHARS, LogReporter, RunReport
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.files import SUMMARY_LIMIT_BYTES
@@ -75,6 +77,7 @@ def test_a_million_events_give_a_small_summary_with_true_figures() -> None:
     assert "of 1,000,000 events" in page
 
 
+@pytest.mark.slow  # a 10 MB message
 def test_a_10_mb_message_is_printed_whole_but_kept_short() -> None:
     hostile_line = "::error::forged\r##[warning]v1 ::add-mask::x " + "A" * 1000
     message = "\n".join([hostile_line] * 10_000)  # ~10 MB

@@ -88,6 +88,25 @@ def test_an_unreachable_target_closes_the_client_and_keeps_listening() -> None:
     assert f"cannot reach 127.0.0.1:{closed_port}" in stderr
 
 
+def test_a_client_still_writing_after_the_refusal_gets_an_orderly_close() -> None:
+    """The order that made the test above fail now and then, made certain: the forwarder has
+    given up on the target before the client sends. Closing with the client's data unread would
+    answer with a reset (ENOTCONN on shutdown, ECONNRESET on recv); an orderly close reads it."""
+    listen_port, closed_port = free_port(), free_port()
+    forwarder = start_forwarder(listen_port, closed_port)
+    assert forwarder.stderr is not None
+    try:
+        with socket.create_connection(("127.0.0.1", listen_port), timeout=10) as client:
+            assert f"cannot reach 127.0.0.1:{closed_port}" in forwarder.stderr.readline()
+            assert client.recv(16) == b""  # the forwarder's end of stream, not a reset
+            client.sendall(b"late request")
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(16) == b""
+    finally:
+        forwarder.terminate()
+    assert forwarder.wait(10) == 0
+
+
 def test_a_port_in_use_is_reported() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = int(taken.getsockname()[1])

@@ -6,7 +6,6 @@ import logging
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,11 +140,9 @@ class TestLimits:
 class TestDegradation:
     def test_403_degrades_with_the_permission_to_add(self, fake: FakeGitHub) -> None:
         fake.fail[CREATE] = (403, {"message": "Resource not accessible by integration"})
-        started = time.monotonic()
         result = publish(fake, make_annotations(120))
-        assert time.monotonic() - started < 5
 
-        assert len(fake.requests) == 1  # no retry, no patch
+        assert len(fake.requests) == 1  # no retry (so no back-off wait), no patch
         assert result.check_run_id is None
         assert result.error is None
         assert not result.published

@@ -92,6 +92,17 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("no command", [], "the following arguments are required: command"),
     ("unknown command", ["deploy", RUN], "invalid choice: 'deploy'"),
     ("two connection choices", ["destroy", RUN, "--rest", "--postgres"], "not allowed with argument"),
+    (
+        "database url that is no url",
+        ["destroy", RUN, "--database-url", "not a url"],
+        "--database-url must be a PostgreSQL URL (postgresql://...) or a key=value connection string, "
+        "got 'not a url'",
+    ),
+    (
+        "database url with a bad port",
+        ["wait", RUN, "--database-url", "postgresql://u:secret@db:five/postgres"],
+        "--database-url is not a valid PostgreSQL URL",
+    ),
 ]
 
 
@@ -178,6 +189,7 @@ def test_bad_arguments_open_no_database_connection(
     assert counter.accepted == 0
 
 
+@pytest.mark.slow  # a real connection attempt that waits for its timeout
 @pytest.mark.usefixtures("isolated")
 def test_the_counter_does_see_a_real_attempt(
     counter: ConnectionCounter, monkeypatch: pytest.MonkeyPatch

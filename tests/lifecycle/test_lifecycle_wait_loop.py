@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from odooops_action.action.report import LogReporter
 from odooops_action.errors import AuthError, OdooOpsError, RunNotFoundError, TransientError
+from odooops_action.github.commands import WorkflowCommands
 from odooops_action.models import Artifact, Run, RunEvent, RunPoll
 from odooops_action.waiting import PollSchedule, PrintObserver, WaitResult, run_interruptibly, wait_for_run
 
@@ -295,7 +297,7 @@ def test_a_real_stop_event_wakes_a_long_sleep_at_once() -> None:
         stop=stop,
     )
     assert result.outcome == "interrupted"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30 / 2  # woken by the stop, not at the end of the 30 s sleep
 
 
 def test_resuming_after_a_cursor_skips_events_already_seen() -> None:
@@ -319,6 +321,27 @@ def test_print_observer_writes_status_lines_and_each_event() -> None:
         "[info] line 4",
         "Status: success",
     ]
+
+
+def test_a_poll_warning_does_not_say_retry_later_while_retrying() -> None:
+    """The store's error carries a hint for one-shot commands ("Retry later"); the loop, which does
+    retry, says so once and leaves the hint out, in the CLI and in the Action's log."""
+    error = TransientError(
+        "Supabase at db.example stayed unavailable: ops.poll_run failed 4 time(s) (last: HTTP 503).",
+        hint="Retry later, or check the project's status in the Supabase dashboard.",
+    )
+    stream = io.StringIO()
+    PrintObserver(stream).on_poll_error(error)
+    commands_out = io.StringIO()
+    reporter = LogReporter(
+        WorkflowCommands(commands_out), annotate_levels=frozenset(), check_annotation_path="action.yml"
+    )
+    reporter.on_poll_error(error)
+    for line in (stream.getvalue(), commands_out.getvalue()):
+        assert line.count("\n") == 1
+        assert "stayed unavailable: ops.poll_run failed 4 time(s)" in line
+        assert "until the timeout" in line
+        assert "retry later" not in line.lower()
 
 
 def test_run_interruptibly_turns_a_signal_into_a_stop() -> None:

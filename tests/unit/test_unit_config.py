@@ -8,7 +8,7 @@ import pytest
 from rest_fakes import ANON_JWT, SECRET_KEY, SERVICE_JWT, make_jwt
 
 from odooops_action.config import ConnectionSettings, jwt_claims, looks_like_jwt, parse_dotenv
-from odooops_action.errors import ConfigError
+from odooops_action.errors import ConfigError, InputError
 
 URL = "https://abcdefgh.supabase.co"
 
@@ -268,3 +268,34 @@ def test_an_unreadable_dotenv_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"Cannot read .*dir\.env"):
         ConnectionSettings.from_env({"SUPABASE_URL": URL, "SUPABASE_KEY": SECRET_KEY}, directory)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:secretpw@db:5432/postgres",
+        "postgres://db/postgres",
+        "postgresql:///postgres?host=/var/run/postgresql",
+        "host=db port=5432 dbname=postgres user=u password='with space'",
+    ],
+)
+def test_database_urls_libpq_parses_are_accepted(dsn: str) -> None:
+    assert ConnectionSettings(database_url=dsn).require_database_url() == dsn
+
+
+@pytest.mark.parametrize(
+    ("dsn", "words"),
+    [
+        ("not a url", "DATABASE_URL must be a PostgreSQL URL (postgresql://...) or a key=value connection"),
+        ("postgresql://u:secretpw@db:port/postgres", "DATABASE_URL is not a valid PostgreSQL URL"),
+        ("mysql://u:secretpw@db/app", "got (not repeated: it may hold a password)"),
+        ("host=db password", "DATABASE_URL must be a PostgreSQL URL"),
+    ],
+)
+def test_a_malformed_database_url_is_an_input_error_naming_it(dsn: str, words: str) -> None:
+    settings = ConnectionSettings(database_url=dsn)
+    with pytest.raises(InputError) as raised:
+        settings.require_database_url()
+    assert raised.value.exit_code == 2
+    assert words in str(raised.value)
+    assert "secretpw" not in str(raised.value)

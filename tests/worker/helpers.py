@@ -117,6 +117,20 @@ def process_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` that still run (zombies nobody reaped do not)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

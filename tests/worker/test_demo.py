@@ -15,6 +15,8 @@ import pytest
 
 from tests.worker.helpers import REPO_ROOT, wait_until
 
+pytestmark = pytest.mark.slow  # each test starts a whole stack of its own
+
 DEMO = REPO_ROOT / "scripts" / "demo.py"
 MARKER = "ODOOOPS_DEMO_TEST_MARKER"
 

@@ -66,8 +66,9 @@ def test_an_idle_worker_does_not_busy_loop(
     cpu_before, claims_before = cpu_seconds(worker.pid), claims_of(devstack, project)
     time.sleep(MEASURE_SECONDS)
     used = cpu_seconds(worker.pid) - cpu_before
-    # Measured: 0.4 % of a core with LISTEN (its 0.25 s notification wait), 0.1 % over REST.
-    assert used < 0.1 * MEASURE_SECONDS, f"{used:.2f}s of CPU in {MEASURE_SECONDS}s while idle"
+    # A busy loop takes a whole core; an idle worker a fraction of a percent (its figure, with a
+    # budget of 10 %, is measured by bench/responsiveness.py, not asserted here).
+    assert used < 0.5 * MEASURE_SECONDS, f"{used:.2f}s of CPU in {MEASURE_SECONDS}s while idle"
     if (
         "mode=poll" in worker.log()
     ):  # REST: polling is the only way to learn of a run: once per --poll-interval
@@ -143,10 +144,8 @@ def test_a_second_signal_skips_the_shutdown_grace(
     worker.wait_log("action=shutdown_requested")
     time.sleep(0.5)
     assert run_row(db, run_id)["status"] == "running"  # still within the 60 s grace
-    started = time.monotonic()
     worker.signal(signal.SIGTERM)
-    assert worker.wait(10) == 0
-    assert time.monotonic() - started < 5
+    assert worker.wait(30) == 0  # well inside the 60 s grace: the second signal skipped it
     assert process_gone(pid)
     run = run_row(db, run_id)
     assert (run["status"], run["exit_code"]) == ("failed", 128 + signal.SIGTERM)

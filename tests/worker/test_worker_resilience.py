@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.worker.helpers import (
     WorkerFactory,
     fresh_connection,
     kill_group,
+    live_group_members,
     output_lines,
     process_gone,
     queue_run,
@@ -31,9 +33,10 @@ TERMINATE_WORKER_CONNECTIONS = (
 )
 
 
-def command_pid(db: psycopg.Connection[Any], run_id: str) -> int:
+def command_pid(db: psycopg.Connection[Any], run_id: str, key: str = "pid") -> int:
+    """The command's pid (or, with ``key="pgid"``, its process group) from its "Started" event."""
     return int(
-        next(e["payload"]["pid"] for e in run_events(db, run_id) if e["payload"].get("kind") == "command")
+        next(e["payload"][key] for e in run_events(db, run_id) if e["payload"].get("kind") == "command")
     )
 
 
@@ -49,7 +52,7 @@ def test_sigkilled_worker_runs_are_recovered_by_another_worker(
     doomed.signal(signal.SIGKILL)
     doomed.wait(10)
     for run_id in (requeued, exhausted):
-        kill_group(command_pid(db, run_id))  # the orphaned commands, as a machine reboot would
+        kill_group(command_pid(db, run_id, "pgid"))  # sooner than their guards would
         assert run_row(db, run_id)["status"] == "running"
     # The lease expires (without waiting for it); one run already used its last attempt.
     db.execute(
@@ -73,6 +76,33 @@ def test_sigkilled_worker_runs_are_recovered_by_another_worker(
     assert failed["status"] == "failed"
     assert "no attempts left" in failed["status_reason"]
     assert "action=recovered" in rescuer.log()
+
+
+def test_a_sigkilled_workers_silent_command_dies_with_it(
+    db: psycopg.Connection[Any], project: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    """A command that writes nothing for minutes, and its child, are stopped when their worker is
+    SIGKILLed, long before the lease would let another worker start the run again."""
+    pid_file = tmp_path / "command.pid"
+    silent = write_script(tmp_path, "silent.sh", f"echo $$ > {pid_file}\nsleep 300 &\nwait\n")
+    run_id = queue_run(db, project)
+    worker = start_worker("--project", project, "--command", silent)
+    wait_status(db, run_id, {"running"}, timeout=15)
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 15, "the command"))
+    pgid = os.getpgid(pid)
+    started = wait_until(
+        lambda: [e for e in run_events(db, run_id) if e["payload"].get("kind") == "command"],
+        15,
+        "the command's Started event",
+    )
+    assert (started[0]["payload"]["pid"], started[0]["payload"]["pgid"]) == (pid, pgid)
+    wait_until(lambda: len(live_group_members(pgid)) >= 3, 15, "the guard, the command and its sleep")
+    assert pid in live_group_members(pgid)
+
+    worker.signal(signal.SIGKILL)
+    assert worker.wait(10) == -signal.SIGKILL
+    wait_until(lambda: not live_group_members(pgid), 30, f"process group {pgid} to be stopped")
+    assert run_row(db, run_id)["status"] == "running"  # nothing recorded: the lease requeues it
 
 
 def test_a_worker_that_lost_its_run_stops_the_command(
@@ -132,8 +162,8 @@ def test_sigterm_past_the_grace_fails_the_run_and_kills_its_processes(
     child, leader = int(lines[0]["message"].split()[1]), command_pid(db, run_id)
     started = time.monotonic()
     worker.signal(signal.SIGINT)
-    assert worker.wait(10) == 0
-    assert time.monotonic() - started < 6
+    assert worker.wait(60) == 0  # the command sleeps 300 s: only the graces can have ended it
+    assert time.monotonic() - started >= 1.0  # not before the 1 s shutdown grace
     assert process_gone(child)
     assert process_gone(leader)
     run = run_row(db, run_id)

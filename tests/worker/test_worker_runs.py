@@ -106,7 +106,9 @@ def test_queued_run_wakes_an_idle_worker_through_listen(
     run_id = queue_run(db, project)
     run = wait_status(db, run_id, {"success"}, timeout=10)
     latency = (run["claimed_at"] - run["queued_at"]).total_seconds()
-    assert latency < 1.0, f"claimed {latency:.3f}s after being queued"
+    # Woken by the notification, not by the 60 s poll (the latency itself, with a budget of 1 s, is
+    # a figure of bench/responsiveness.py).
+    assert latency < 30, f"claimed {latency:.3f}s after being queued"
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0
 
@@ -214,7 +216,12 @@ def _cancel_and_check(
         "wait\n",
     )
     run_id = queue_run(db, project)
-    worker = start("--project", project, "--kill-grace", "1", "--poll-interval", "0.5", "--command", command)
+    # With LISTEN the check interval is made longer than the test: only the notification can be
+    # what stops the command. (How soon it is noticed is a figure of bench/responsiveness.py.)
+    check = ["--cancel-check-interval", "2" if poll_only else "600"]
+    worker = start(
+        "--project", project, "--kill-grace", "1", "--poll-interval", "0.5", *check, "--command", command
+    )
 
     def pids() -> list[int]:
         """[child, grandchild] once both printed their pid."""
@@ -227,15 +234,13 @@ def _cancel_and_check(
     )
     db.execute("SELECT ops.cancel_run(%s, 'test', 'pytest')", (run_id,))
     cancelled_at = time.monotonic()
-    # The child obeys SIGTERM: it dies as soon as the cancellation is noticed, at once with LISTEN
-    # (measured 10-200 ms), within the 2 s check interval over REST (measured 0.1-1.9 s).
-    wait_until(lambda: process_gone(children[0]), 6, "the child to die on SIGTERM", interval=0.01)
+    # The child obeys SIGTERM: it dies as soon as the cancellation is noticed.
+    wait_until(lambda: process_gone(children[0]), 60, "the child to die on SIGTERM", interval=0.01)
     noticed = time.monotonic() - cancelled_at
-    assert noticed < (3.0 if poll_only else 1.0), noticed
-    wait_until(lambda: all(process_gone(pid) for pid in [leader, *children]), 6, "the process group to die")
-    elapsed = time.monotonic() - cancelled_at
-    # The grandchild ignores SIGTERM: it dies of the SIGKILL sent after the 1 s kill grace.
-    assert 1.0 <= elapsed < noticed + 2.0, (noticed, elapsed)
+    assert not process_gone(children[1]), "the grandchild ignores SIGTERM: it must wait for the SIGKILL"
+    wait_until(lambda: all(process_gone(pid) for pid in [leader, *children]), 60, "the process group to die")
+    # The grandchild dies of the SIGKILL sent once the 1 s kill grace has passed, not before.
+    assert time.monotonic() - cancelled_at >= 1.0, noticed
     worker.wait_log("action=run_stopped")
     assert run_row(db, run_id)["status"] == "cancelled"
     notes = [e["message"] for e in run_events(db, run_id) if e["payload"].get("kind") == "worker"]

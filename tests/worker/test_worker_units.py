@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import threading
 
 import pytest
 
-from odooops_action.errors import InputError
+from odooops_action.errors import InputError, TransientError
+from odooops_action.worker import slot
 from odooops_action.worker.artifacts import ArtifactsFile, parse_artifact_line
+from odooops_action.worker.cli import main as worker_main
+from odooops_action.worker.context import WorkerContext
+from odooops_action.worker.execution import RunExecution
 from odooops_action.worker.log import WorkerLog, format_value
 from odooops_action.worker.options import WorkerOptions, worker_ids
 from odooops_action.worker.output import (
@@ -22,6 +27,7 @@ from odooops_action.worker.output import (
     split_level,
 )
 from odooops_action.worker.process import describe_exit
+from tests.github.gh_factories import make_run
 
 
 @pytest.mark.parametrize(
@@ -173,3 +179,68 @@ class BrokenStream(io.StringIO):
 def test_a_log_nobody_reads_does_not_stop_the_worker() -> None:
     # The worker's stderr pipe closed (its supervisor died): the runs go on, recorded in the database.
     WorkerLog(BrokenStream())("claimed", run="run-1")
+
+
+class StoreAway:
+    """A store whose database is down: every heartbeat and read fails transiently."""
+
+    def __init__(self) -> None:
+        self.heartbeats: list[float] = []
+        self.now = 0.0
+
+    def heartbeat_run(self, run_id: str, worker_id: str, **_: object) -> object:
+        self.heartbeats.append(self.now)
+        raise TransientError("connection refused")
+
+    def poll_run(self, run_id: str, **_: object) -> object:
+        raise TransientError("connection refused")
+
+
+def test_a_failed_heartbeat_is_retried_once_a_second_not_every_tick() -> None:
+    store = StoreAway()
+    ctx = WorkerContext(
+        WorkerOptions(heartbeat_interval=10.0, cancel_check_interval=2.0), WorkerLog(io.StringIO())
+    )
+    execution = RunExecution(ctx, store, "w-1", make_run(status="running"), ctx.log)  # type: ignore[arg-type]
+    for tick in range(51):  # 10 s of the supervision loop's 0.2 s ticks, from the heartbeat's due time
+        store.now = 10.0 + tick * 0.2
+        execution._check_run(store.now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(store.heartbeats)]
+    assert len(store.heartbeats) >= 9, store.heartbeats
+    assert all(gap >= 1.0 - 1e-9 for gap in gaps), store.heartbeats
+
+
+DURATION_OPTIONS = [
+    "--poll-interval",
+    "--heartbeat-interval",
+    "--cancel-check-interval",
+    "--kill-grace",
+    "--shutdown-grace",
+]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "NaN", "Infinity"])
+@pytest.mark.parametrize("option", DURATION_OPTIONS)
+def test_every_duration_option_refuses_nan_and_infinity(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--command", "true", f"{option}={value}"]
+    assert worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}) == 2
+    err = capsys.readouterr().err
+    assert f"{option} must be" in err
+    assert f"number of seconds, got '{float(value)}'" in err
+
+
+@pytest.mark.slow  # a whole worker, in-process, for a second of retries
+def test_once_gives_up_on_an_unreachable_database_with_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real connection refused (nothing listens on port 1), a short bound instead of 30 s."""
+    monkeypatch.setattr(slot, "ONCE_GIVE_UP_AFTER", 1.0)
+    monkeypatch.setattr(slot, "CLAIM_RETRY_DELAYS", (0.2,))
+    argv = ["--once", "--command", "true"]
+    assert worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}) == 1
+    err = capsys.readouterr().err
+    assert "action=claim_retry" in err
+    assert "action=gave_up" in err
+    assert "action=worker_stopped exit_code=1" in err
