@@ -13,7 +13,8 @@ REST store, and the REST server's request log (``DevStack.server.requests``). Wh
    minus that of the bare interpreter. Budget: the Action adds < 150 ms of its own before its first
    request. Plus the wall time of a whole ``create`` step.
 2. Waiting: requests and bytes per minute on an idle run and on a run logging one line a second
-   (budget: one ``poll_run`` per poll, each event transferred once).
+   (budget: one ``poll_run_delta`` per poll, each event transferred once). The side-by-side
+   comparison with the seed's script, over REST and PostgreSQL, is ``bench/follow_bench.py``.
 3. A 10,000-event log, as a backlog and while it is written: requests per 200 events (budget < 1).
 4. Latency from a run turning terminal to ``wait_for_run`` returning (budget: poll interval + one
    round trip).
@@ -138,7 +139,7 @@ def append_lines(store: RunStore, run_id: str, count: int, batch: int = 1000, st
 def poll_requests(records: Sequence[RequestRecord], run_id: str) -> list[RequestRecord]:
     found = []
     for record in records:
-        if record.path.endswith("/rpc/poll_run"):
+        if record.path.endswith(("/rpc/poll_run", "/rpc/poll_run_delta")):
             body = record.json_body() or {}
             if body.get("run_id") == run_id:
                 found.append(record)
@@ -401,7 +402,7 @@ def waiting_row(stack: DevStack, store: RunStore, config: Config, lines_per_seco
         f"Waiting on {kind} for {waited:.0f} s (poll interval 5 s): requests and bytes per minute",
         f"{len(polls) * per_minute:.1f} req/min, {total_bytes * per_minute / 1024:.1f} KiB/min; "
         f"{len(observer.seqs)} of {expected_events} events delivered, {duplicates} duplicates",
-        "1 `poll_run` per poll; each event once",
+        "1 `poll_run_delta` per poll; each event once",
         verdict(one_per_poll and each_once),
     )
 
@@ -475,7 +476,7 @@ def latency_row(stack: DevStack, store: RunStore, config: Config) -> Row:
         waiter_store = rest_store(stack)
         rtts.append(round_trip_ms(waiter_store, run.run_id))
         thread, _, results, _ = wait_in_thread(waiter_store, run.run_id, interval, 120)
-        # Idle long enough for the back-off to reach the full interval, at a random phase.
+        # Idle for a few intervals, then finish at a random phase of the poll interval.
         time.sleep(interval * 3 + random.uniform(0, interval))  # noqa: S311 - a phase, not a secret
         finished_at = time.perf_counter()
         store.finish_run(run.run_id, WORKER, "success", exit_code=0)

@@ -212,6 +212,7 @@ def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedR
 
 
 def _wait(options: argparse.Namespace) -> int:
+    from odooops_action.push import change_feed_for
     from odooops_action.waiting import PollSchedule, PrintObserver, run_interruptibly, wait_for_run
 
     run_id = validate_run_id(options.run_id)
@@ -222,7 +223,14 @@ def _wait(options: argparse.Namespace) -> int:
         _note(f"Waiting for run {run_id} to complete (timeout: {timeout:.15g}s)...")
         result, received = run_interruptibly(
             lambda stop: wait_for_run(
-                store, run_id, timeout=timeout, schedule=schedule, observer=PrintObserver(), stop=stop
+                store,
+                run_id,
+                timeout=timeout,
+                schedule=schedule,
+                observer=PrintObserver(),
+                stop=stop,
+                detail=False,  # the CLI prints [level] message
+                changes=change_feed_for(store, run_id),  # LISTEN over a direct connection
             )
         )
         if result.outcome == "timeout" and options.cancel_on_timeout:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from odooops_action.domain import (
     ACTIVE_STATUSES,
@@ -41,6 +41,7 @@ __all__ = [
     "NewArtifact",
     "NewEvent",
     "Run",
+    "RunDelta",
     "RunEvent",
     "RunPoll",
     "RunStatus",
@@ -74,6 +75,7 @@ class Run(_Row):
     created_by: str | None = None
     idempotency_key: str | None = None
     event_seq: int = 0
+    revision: int = 0  # moves when anything a waiter shows changes (ops.poll_run_delta)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -86,13 +88,16 @@ class Run(_Row):
 
 
 class RunEvent(_Row):
-    event_id: str
+    """An event of a run. ``ops.poll_run_delta`` sends only what a waiter prints: no ``event_id``,
+    and ``created_at`` (and a non-empty ``payload``) only when asked for ``detail``."""
+
+    event_id: str | None = None
     run_id: str
     seq: int
     level: EventLevel
     message: str
     payload: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime
+    created_at: datetime | None = None
 
 
 class Artifact(_Row):
@@ -117,6 +122,30 @@ class RunPoll(_Row):
     def cursor_after(self, current: int) -> int:
         """The cursor for the next poll: the last event's ``seq``, or ``current`` when none came."""
         return self.events[-1].seq if self.events else current
+
+
+class RunDelta(_Row):
+    """One ``ops.poll_run_delta`` answer: the events after the cursor, and the run and its
+    artifacts only when the run's ``revision`` differs from the one the caller sent."""
+
+    revision: int
+    events: list[RunEvent] = Field(default_factory=list)
+    has_more: bool = False
+    run: Run | None = None
+    artifacts: list[Artifact] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _events_of_the_run(cls, answer: Any, info: ValidationInfo) -> Any:
+        """The answer's events do not repeat the run id: it comes from the validation context."""
+        run_id = (info.context or {}).get("run_id")
+        if run_id is not None and isinstance(answer, dict) and isinstance(answer.get("events"), list):
+            events = answer["events"]
+            return {
+                **answer,
+                "events": [{"run_id": run_id, **e} if isinstance(e, dict) else e for e in events],
+            }
+        return answer
 
 
 class CreatedRun(_Row):

@@ -108,7 +108,7 @@ def validate_idempotency_key(value: str, name: str = "idempotency_key") -> str:
     return value
 
 
-# The fastest a waiter may poll: the adaptive schedule's floor. Faster only loads the server.
+# The smallest poll interval accepted (at most one poll per interval). Faster only loads the server.
 MIN_POLL_INTERVAL_SECONDS = 0.2
 
 

@@ -1,11 +1,19 @@
 """Wait for a run to finish, streaming its events: the loop shared by the CLI and the Action.
 
-One ``poll_run`` request per poll returns the run, its events after the cursor (the last ``seq``
-seen) and its artifacts, so every event is delivered exactly once and in order however the
-events and the polls interleave. Polling is adaptive: after a poll that brought news (events or a
-status change) the next one comes ``min_interval`` later, and each idle poll stretches the wait by
-``backoff`` up to ``max_interval`` (the user's poll interval). A backlog (``has_more``) is drained
-without sleeping. No sleep goes past the deadline, and the last poll happens at the deadline.
+Each poll is one ``ops.poll_run_delta`` call. It sends what the waiter already has — the event
+cursor (the last ``seq`` seen) and the run's ``revision`` — and gets the events after the cursor
+(at most 1,000) plus the run row and its artifacts only when the revision moved, so an idle poll
+answers a few dozen bytes. Every event is delivered exactly once and in order however the events
+and the polls interleave. A database without that function (migrations not yet applied) is read
+with ``ops.poll_run`` instead.
+
+Pace (:class:`PollSchedule`): at most one poll per ``interval`` (the user's poll interval, 5 s by
+default) measured from the start of one poll to the start of the next, whatever the log rate; a
+backlog (``has_more``) is drained at once, and the end of the run is noticed within one interval
+plus one round trip. With a :class:`ChangeFeed` (a direct PostgreSQL connection that LISTENs for
+the run's notifications, :mod:`odooops_action.push`) the loop polls when the database says the run
+changed, and otherwise only once per ``safety_interval`` (a minute) and after a reconnect. No
+sleep goes past the deadline, and the last poll happens at the deadline.
 
 Errors: a missing run ends the wait with outcome ``not_found``. A :class:`TransientError` (the
 store has already retried with backoff) does not end it: polling continues until the deadline and
@@ -28,16 +36,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO, TypeVar, runtime_checkable
 
-from odooops_action.errors import OdooOpsError, RunNotFoundError, TransientError
+from odooops_action.errors import (
+    ApiError,
+    MigrationMissingError,
+    OdooOpsError,
+    RunNotFoundError,
+    TransientError,
+)
 
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
-    from odooops_action.models import Artifact, Run, RunEvent
+    from odooops_action.models import Artifact, Run, RunDelta, RunEvent
     from odooops_action.store.base import RunStore
 
 
 WaitOutcome = Literal["success", "failed", "cancelled", "timeout", "not_found", "interrupted"]
 
 _T = TypeVar("_T")
+
+# With a change feed, the run is re-read at least this often even when no notification came.
+SAFETY_POLL_SECONDS = 60.0
 
 
 @dataclass
@@ -69,35 +86,43 @@ class PollErrorObserver(Protocol):
     def on_poll_error(self, error: OdooOpsError) -> None: ...
 
 
-@dataclass
+class ChangeFeed(Protocol):
+    """Tells the loop when the run may have changed (e.g. PostgreSQL ``LISTEN``)."""
+
+    @property
+    def live(self) -> bool:
+        """False when notifications are known not to arrive: the loop then polls every interval."""
+
+    def start(self) -> None:
+        """Begin listening; called before the first poll, so that no change falls in between."""
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """Block until the run may have changed (True: a notification, or a reconnect after which
+        notifications may have been missed), ``timeout`` seconds pass or ``stop`` is set (False)."""
+
+    def close(self) -> None:
+        """Stop listening and release the connection."""
+
+
+@dataclass(frozen=True)
 class PollSchedule:
-    min_interval: float = 0.2
-    max_interval: float = 5.0
-    backoff: float = 1.5
+    """``interval``: the shortest time from the start of one poll to the start of the next
+    (a backlog is drained without waiting). ``safety_interval``: with a change feed, the longest
+    time without a poll."""
+
+    interval: float = 5.0
+    safety_interval: float = SAFETY_POLL_SECONDS
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.max_interval:
-            raise ValueError(
-                f"need 0 < min_interval <= max_interval, got {self.min_interval} and {self.max_interval}"
-            )
-        if self.backoff < 1:
-            raise ValueError(f"backoff must be at least 1, got {self.backoff}")
+        if self.interval <= 0:
+            raise ValueError(f"interval must be positive, got {self.interval}")
+        if self.safety_interval <= 0:
+            raise ValueError(f"safety_interval must be positive, got {self.safety_interval}")
 
     @classmethod
     def for_interval(cls, poll_interval: float) -> PollSchedule:
-        """Adaptive polling whose idle interval grows up to the user's ``poll_interval``."""
-        return cls(min_interval=min(cls.min_interval, poll_interval), max_interval=poll_interval)
-
-    def next_interval(self, current: float, *, new_events: int, status_changed: bool) -> float:
-        """The pause before the next poll. A status change or a flow of events (two or more in one
-        poll) brings the pace back to ``min_interval`` at once; a trickle (one event) shortens the
-        pause by ``backoff``, so a run logging a line a second is not polled five times a second;
-        a poll with nothing new lengthens it by ``backoff``, up to ``max_interval``."""
-        if status_changed or new_events >= 2:
-            return self.min_interval
-        if new_events == 1:
-            return max(current / self.backoff, self.min_interval)
-        return min(current * self.backoff, self.max_interval)
+        """At most one poll per ``poll_interval`` (the user's setting)."""
+        return cls(interval=poll_interval)
 
 
 _TERMINAL_OUTCOMES: dict[str, WaitOutcome] = {
@@ -113,11 +138,13 @@ class _Progress:
 
     cursor: int
     run: Run | None = None
+    revision: int | None = None  # of ``run``; None until the run was seen
     artifacts: list[Artifact] = field(default_factory=list)
     status: str | None = None
     events_seen: int = 0
     polls: int = 0
     last_error: OdooOpsError | None = None
+    legacy: bool = False  # the database has no ops.poll_run_delta: use ops.poll_run
 
 
 def wait_for_run(
@@ -130,13 +157,19 @@ def wait_for_run(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     after_seq: int = 0,
+    detail: bool = True,
+    changes: ChangeFeed | None = None,
 ) -> WaitResult:
-    """Poll ``run_id`` until it is terminal, ``timeout`` seconds pass, or ``stop`` is set."""
+    """Follow ``run_id`` until it is terminal, ``timeout`` seconds pass, or ``stop`` is set.
+
+    ``detail``: events carry ``created_at`` and ``payload`` (the Action's summary reads them);
+    without it only ``seq``, ``level`` and ``message`` travel. ``changes``: poll when it says so
+    instead of once per interval; it is started here and closed on return.
+    """
     stop_event = stop if stop is not None else threading.Event()
     started = clock()
     deadline = started + timeout
     seen = _Progress(cursor=after_seq)
-    interval = schedule.min_interval
 
     def result(outcome: WaitOutcome) -> WaitResult:
         return WaitResult(
@@ -149,34 +182,49 @@ def wait_for_run(
             last_error=seen.last_error,
         )
 
-    while True:
-        if stop_event.is_set():
-            return result("interrupted")
-        try:
-            news = _poll_once(store, run_id, seen, observer)
-        except RunNotFoundError:
-            return result("not_found")
-        except TransientError as error:
-            seen.last_error = error
-            if isinstance(observer, PollErrorObserver):
-                observer.on_poll_error(error)
-            news = _News()
-        if news.answered and seen.run is not None and seen.run.is_terminal:
+    if changes is not None:
+        changes.start()
+    try:
+        while True:
+            if stop_event.is_set():
+                return result("interrupted")
+            polled_at = clock()
+            try:
+                news = _poll_once(store, run_id, seen, observer, detail)
+            except RunNotFoundError:
+                return result("not_found")
+            except TransientError as error:
+                seen.last_error = error
+                if isinstance(observer, PollErrorObserver):
+                    observer.on_poll_error(error)
+                news = _News()
+            if news.answered and seen.run is not None and seen.run.is_terminal:
+                if news.has_more:
+                    continue  # drain the rest of the log before reporting the end
+                return result(_finish(seen, observer))
+            remaining = deadline - clock()
+            if remaining <= 0:
+                # A run seen finished whose log could not be drained still reports how it ended.
+                ended = seen.run is not None and seen.run.is_terminal
+                return result(_finish(seen, observer) if ended else "timeout")
             if news.has_more:
-                continue  # drain the rest of the log before reporting the end
-            return result(_finish(seen, observer))
-        remaining = deadline - clock()
-        if remaining <= 0:
-            # A run seen finished whose log could not be drained still reports how it ended.
-            ended = seen.run is not None and seen.run.is_terminal
-            return result(_finish(seen, observer) if ended else "timeout")
-        if news.has_more:
-            continue
-        interval = schedule.next_interval(
-            interval, new_events=news.new_events, status_changed=news.status_changed
-        )
-        if stop_event.wait(min(interval, remaining)):
-            return result("interrupted")
+                continue
+            # With a feed, a failed poll is retried after one interval, not a safety interval.
+            pushed = changes is not None and changes.live and news.answered
+            due = polled_at + (schedule.safety_interval if pushed else schedule.interval)
+            if _pause(changes, stop_event, min(due, deadline) - clock()):
+                return result("interrupted")
+    finally:
+        if changes is not None:
+            changes.close()
+
+
+def _pause(changes: ChangeFeed | None, stop: threading.Event, seconds: float) -> bool:
+    """Wait until the next poll is due (or, with a feed, the run changed); True when stopped."""
+    if changes is None:
+        return stop.wait(max(seconds, 0.0))
+    changes.wait(max(seconds, 0.0), stop)
+    return stop.is_set()
 
 
 def _finish(seen: _Progress, observer: WaitObserver) -> WaitOutcome:
@@ -187,29 +235,54 @@ def _finish(seen: _Progress, observer: WaitObserver) -> WaitOutcome:
 
 @dataclass(frozen=True)
 class _News:
-    """What one poll brought (all false/zero when it got no answer)."""
+    """What one poll brought (all false when it got no answer)."""
 
     answered: bool = False
-    new_events: int = 0
-    status_changed: bool = False
     has_more: bool = False
 
 
-def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObserver) -> _News:
-    """One request; delivers what is new to the observer."""
+def _fetch(store: RunStore, run_id: str, seen: _Progress, detail: bool) -> RunDelta:
+    """One request: ``ops.poll_run_delta``, or ``ops.poll_run`` on a database without it."""
+    if not seen.legacy:
+        try:
+            return store.poll_run_delta(
+                run_id, after_seq=seen.cursor, known_revision=seen.revision, detail=detail
+            )
+        except MigrationMissingError:
+            if seen.polls:
+                raise  # it worked before: something else is missing
+            seen.legacy = True
+    from odooops_action.models import RunDelta
+
     poll = store.poll_run(run_id, after_seq=seen.cursor)
+    return RunDelta(
+        revision=poll.run.revision,
+        run=poll.run,
+        artifacts=poll.artifacts,
+        events=poll.events,
+        has_more=poll.has_more,
+    )
+
+
+def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObserver, detail: bool) -> _News:
+    """One request; delivers what is new to the observer."""
+    delta = _fetch(store, run_id, seen, detail)
     seen.polls += 1
-    seen.run = poll.run
-    seen.artifacts = list(poll.artifacts)
-    changed = poll.run.status != seen.status
-    if changed and not poll.run.is_terminal:
+    if delta.run is not None:
+        seen.run = delta.run
+        seen.revision = delta.revision
+        seen.artifacts = list(delta.artifacts or [])
+    if seen.run is None:
+        raise ApiError(f"ops.poll_run_delta answered without run {run_id} although none was known yet.")
+    run = seen.run
+    if run.status != seen.status and not run.is_terminal:
         _report_status(seen, observer)
-    fresh = [event for event in poll.events if event.seq > seen.cursor]
+    fresh = [event for event in delta.events if event.seq > seen.cursor]
     if fresh:
-        observer.on_events(poll.run, fresh)
+        observer.on_events(run, fresh)
         seen.cursor = fresh[-1].seq
         seen.events_seen += len(fresh)
-    return _News(answered=True, new_events=len(fresh), status_changed=changed, has_more=poll.has_more)
+    return _News(answered=True, has_more=delta.has_more)
 
 
 def _report_status(seen: _Progress, observer: WaitObserver) -> None:

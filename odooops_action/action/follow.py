@@ -23,6 +23,7 @@ from odooops_action.action.runtime import (
     set_run_outputs,
 )
 from odooops_action.domain import artifact_url
+from odooops_action.push import change_feed_for
 from odooops_action.store.base import RunStore
 from odooops_action.waiting import PollSchedule, WaitResult, wait_for_run
 
@@ -85,6 +86,7 @@ def follow_run(ctx: ActionContext, store: RunStore, run_id: str) -> int:
             schedule=PollSchedule.for_interval(settings.poll_interval_seconds),
             observer=reporter,
             stop=ctx.stop,
+            changes=change_feed_for(store, run_id),
         )
     finally:
         reporter.close()

@@ -267,7 +267,7 @@ def _status_changes(view: SummaryView) -> list[_Change]:
     ]
     for event in candidates:
         payload = event.payload
-        if event.seq in seen or payload.get("kind") != "status":
+        if event.seq in seen or payload.get("kind") != "status" or event.created_at is None:
             continue
         seen.add(event.seq)
         old, new = payload.get("from"), payload.get("to")
@@ -337,7 +337,8 @@ def _render_artifacts(items: Sequence[str], total: int) -> str:
 
 def _notable_item(event: RunEvent) -> str:
     icon = _LEVEL_ICONS.get(event.level, "•")
-    return f"- {icon} {_clock(event.created_at)} · {text(event.message, MAX_NOTABLE_CHARS)}"
+    at = _clock(event.created_at) if event.created_at is not None else "—"
+    return f"- {icon} {at} · {text(event.message, MAX_NOTABLE_CHARS)}"
 
 
 def _render_notable(items: Sequence[str], total: int, counts: str, suppressed: dict[str, int]) -> str:
@@ -357,7 +358,8 @@ def _render_notable(items: Sequence[str], total: int, counts: str, suppressed: d
 
 def _tail_block(event: RunEvent) -> str:
     lines = split_lines(_shorten(event.message, MAX_TAIL_EVENT_CHARS))
-    prefix = f"{_utc(event.created_at).strftime('%H:%M:%S')} {event.level.upper():<5} "
+    at = _utc(event.created_at).strftime("%H:%M:%S") if event.created_at is not None else "--:--:--"
+    prefix = f"{at} {event.level.upper():<5} "
     indent = " " * len(prefix)
     return "".join(
         (prefix if index == 0 else indent) + strip_controls(line) + "\n" for index, line in enumerate(lines)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the response models import pydantic: only needed once a res
         NewArtifact,
         NewEvent,
         Run,
+        RunDelta,
         RunPoll,
         Transition,
     )
@@ -46,6 +47,19 @@ class RunStore(Protocol):
 
     def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = MAX_EVENTS_PER_POLL) -> RunPoll:
         """``ops.poll_run``: the run, its events with ``seq > after_seq`` (in order), its artifacts."""
+        ...
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        """``ops.poll_run_delta``: events with ``seq > after_seq`` (seq, level, message; ``detail``
+        adds created_at and payload), and the run and its artifacts when its revision is not
+        ``known_revision``."""
         ...
 
     def cancel_run(

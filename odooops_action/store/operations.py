@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         NewArtifact,
         NewEvent,
         Run,
+        RunDelta,
         RunPoll,
         Transition,
     )
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
 # "rows": a set of rows (an array over REST, possibly empty).
 Shape = Literal["value", "row", "rows"]
 # "json": the decoded answer as it is (the operator's token management).
-ModelName = Literal["CreatedRun", "RunPoll", "CancelResult", "Run", "Transition", "Artifact", "int", "json"]
+ModelName = Literal[
+    "CreatedRun", "RunPoll", "RunDelta", "CancelResult", "Run", "Transition", "Artifact", "int", "json"
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ OPERATIONS: dict[str, Operation] = {
             "metadata",
         ),
         _op("poll_run", "poll_run", "value", "RunPoll", "read-only"),
+        _op("poll_run_delta", "poll_run_delta", "value", "RunDelta", "read-only"),
         _op(
             "cancel_run",
             "cancel_run",
@@ -169,8 +173,9 @@ class OperationStore:
 
     # -- one call -------------------------------------------------------------------------------
 
-    def _call(self, name: str, args: Mapping[str, Any]) -> Any:
-        """Execute operation ``name`` with ``args``, retrying every transient failure, and parse it."""
+    def _call(self, name: str, args: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Any:
+        """Execute operation ``name`` with ``args``, retrying every transient failure, and parse it
+        (``context``: what the model's validation needs beyond the answer)."""
         operation = OPERATIONS[name]
         failure: Retry | None = None
         for attempt in range(1, self._policy.max_attempts + 1):
@@ -181,7 +186,7 @@ class OperationStore:
             except Retry as exc:
                 failure = exc
                 continue
-            return self._parse(operation, answer)
+            return self._parse(operation, answer, context)
         assert failure is not None  # max_attempts >= 1
         raise TransientError(
             f"{self._place} stayed unavailable: ops.{operation.function} failed {self._policy.max_attempts} "
@@ -189,7 +194,7 @@ class OperationStore:
             hint=self._unavailable_hint,
         )
 
-    def _parse(self, operation: Operation, answer: Any) -> Any:
+    def _parse(self, operation: Operation, answer: Any, context: Mapping[str, Any] | None = None) -> Any:
         if operation.shape == "rows":
             if answer is None:
                 return []
@@ -197,12 +202,12 @@ class OperationStore:
                 raise self._shape_error(
                     operation.function, f"expected a JSON array, got {type(answer).__name__}"
                 )
-            return [self._model(operation, row) for row in answer]
+            return [self._model(operation, row, context) for row in answer]
         if operation.shape == "row" and isinstance(answer, list) and len(answer) == 1:
             answer = answer[0]  # one row: tolerate a one-element array too
-        return self._model(operation, answer)
+        return self._model(operation, answer, context)
 
-    def _model(self, operation: Operation, payload: Any) -> Any:
+    def _model(self, operation: Operation, payload: Any, context: Mapping[str, Any] | None = None) -> Any:
         if operation.model == "json":
             return payload
         if operation.model == "int":
@@ -218,7 +223,7 @@ class OperationStore:
 
         model: type[BaseModel] = getattr(models, operation.model)
         try:
-            return model.model_validate(payload)
+            return model.model_validate(payload, context=dict(context) if context else None)
         except ValidationError as exc:
             first = exc.errors()[0]
             location = ".".join(str(part) for part in first["loc"]) or "<root>"
@@ -237,6 +242,24 @@ class OperationStore:
         result: RunPoll = self._call(
             "poll_run", {"run_id": run_id, "after_seq": after_seq, "max_events": max_events}
         )
+        return result
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = MAX_EVENTS_PER_POLL,
+        detail: bool = False,
+    ) -> RunDelta:
+        args = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "known_revision": known_revision,
+            "max_events": max_events,
+            "detail": detail,
+        }
+        result: RunDelta = self._call("poll_run_delta", args, context={"run_id": run_id})
         return result
 
     def cancel_run(

@@ -93,6 +93,11 @@ class PgStore(OperationStore):
         parameters.update({name: value for name, value in _TCP_DEFAULTS.items() if name not in given})
         return parameters
 
+    def listen_connection(self) -> psycopg.Connection[Row]:
+        """A new connection with this store's settings, for LISTEN (a listening connection must
+        stay idle, so it is never the store's own)."""
+        return self._connect()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

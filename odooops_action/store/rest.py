@@ -40,6 +40,9 @@ USER_AGENT = f"odooops-action/{__version__}"
 _MIGRATE = "apply the migrations with `supabase db push`"
 _KEY_LOCATION = "Dashboard → Project Settings → API"
 _MAX_SERVER_TEXT = 500
+# How long an idle HTTP connection is kept for the next call (longer than any sensible poll
+# interval, shorter than the usual 60 s idle timeout of proxies and load balancers).
+KEEPALIVE_SECONDS = 50.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class RestStore(OperationStore):
             base_url=f"{base_url}/rest/v1/",
             headers=_headers(key, settings.token),
             timeout=httpx.Timeout(settings.timeout_seconds),
+            # httpx drops an idle connection after 5 s by default: a poll every 5 s would then pay a
+            # new TCP (and TLS) handshake each time. A pooled connection the server closed meanwhile
+            # is noticed before reuse and replaced.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             transport=transport,
             follow_redirects=False,
         )

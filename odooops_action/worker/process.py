@@ -75,6 +75,8 @@ class CommandProcess:
         word, _, rest = (line or "").partition(" ")
         if word == "started":
             return int(rest)
+        if line == "":  # no word from the guard in time: stop whatever it may have started
+            self.signal_group(signal.SIGKILL)
         code = self._popen.wait(GUARD_START_TIMEOUT)
         self.close_pipes()
         if word == "error":

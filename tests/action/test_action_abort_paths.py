@@ -20,7 +20,7 @@ from odooops_action.errors import TransientError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.context import GitHubContext
 from odooops_action.github.files import FileCommands
-from odooops_action.models import CancelResult, RunPoll
+from odooops_action.models import CancelResult, RunDelta, RunPoll
 from tests.github.gh_factories import make_run
 from tests.github.gh_runner_model import parse_file_commands
 
@@ -37,6 +37,12 @@ class EndlessRunStore:
 
     def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
         return RunPoll(run=make_run(run_id=run_id, status="running", finished_at=None, exit_code=None))
+
+    def poll_run_delta(
+        self, run_id: str, after_seq: int = 0, known_revision: int | None = None, **_: Any
+    ) -> RunDelta:
+        run = make_run(run_id=run_id, status="running", finished_at=None, exit_code=None)
+        return RunDelta(revision=run.revision, run=None if known_revision == run.revision else run)
 
     def cancel_run(
         self, run_id: str, reason: str | None = None, cancelled_by: str | None = None

@@ -2,8 +2,8 @@
 
 A thread appends 3,000 events (small batches, then one burst bigger than a poll's page) while
 the CLI waits in a real process. Over REST, the server's request log shows that each poll is a
-single ``rpc/poll_run`` request, that the cursor only moves forward, and that a burst is drained
-page by page.
+single ``rpc/poll_run_delta`` request, that the cursor only moves forward, that a burst is drained
+page by page, and that the run travels only when its revision moved.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_each_poll_is_one_request_and_the_cursor_moves_forward(
         for record in devstack.server.requests
         if record.body and (record.json_body() or {}).get("run_id") == streamed["run_id"]
     ]
-    assert {(record.method, record.path) for record in requests} == {("POST", "/rest/v1/rpc/poll_run")}
+    assert {(record.method, record.path) for record in requests} == {("POST", "/rest/v1/rpc/poll_run_delta")}
     cursors = [record.json_body()["after_seq"] for record in requests]
     assert cursors == sorted(cursors)
     steps = [later - earlier for earlier, later in itertools.pairwise(cursors)]
@@ -110,5 +110,9 @@ def test_each_poll_is_one_request_and_the_cursor_moves_forward(
     assert all(step <= 1000 for step in steps)
     last_seq = len(all_event_lines(db, streamed["run_id"]))
     assert cursors[-1] < last_seq  # the last poll asked for (and got) the final events
-    # Adaptive polling: no busy loop, whatever the number of events.
-    assert len(requests) <= streamed["seconds"] / 0.2 + last_seq / 1000 + 5
+    # One poll per interval, plus the pages of a backlog: no busy loop, whatever the number of events.
+    assert len(requests) <= streamed["seconds"] / POLL_INTERVAL + last_seq / 1000 + 2
+    # The CLI asks for the run only when it changed: the first time, then with the revision it has.
+    known = [record.json_body()["known_revision"] for record in requests]
+    assert known[0] is None
+    assert all(isinstance(revision, int) for revision in known[1:])

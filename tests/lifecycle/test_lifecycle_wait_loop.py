@@ -1,4 +1,8 @@
-"""The wait loop against a scripted in-memory store and a fake clock: exact polls and sleeps."""
+"""The wait loop against a scripted in-memory store and a fake clock: exact polls and sleeps.
+
+The pace rule under test: at most one poll per interval whatever the log rate, a backlog drained
+at once, and with a change feed a poll only on a change (or a safety poll). No timing assertions:
+the clock is fake and the sleeps are the loop's own arguments."""
 
 from __future__ import annotations
 
@@ -14,10 +18,23 @@ from typing import Any
 import pytest
 
 from odooops_action.action.report import LogReporter
-from odooops_action.errors import AuthError, OdooOpsError, RunNotFoundError, TransientError
+from odooops_action.errors import (
+    AuthError,
+    MigrationMissingError,
+    OdooOpsError,
+    RunNotFoundError,
+    TransientError,
+)
 from odooops_action.github.commands import WorkflowCommands
-from odooops_action.models import Artifact, Run, RunEvent, RunPoll
-from odooops_action.waiting import PollSchedule, PrintObserver, WaitResult, run_interruptibly, wait_for_run
+from odooops_action.models import Artifact, Run, RunDelta, RunEvent, RunPoll
+from odooops_action.waiting import (
+    ChangeFeed,
+    PollSchedule,
+    PrintObserver,
+    WaitResult,
+    run_interruptibly,
+    wait_for_run,
+)
 
 RUN_ID = "run-20260214-120000-abc123d"
 NOW = datetime(2026, 2, 14, 12, 0, tzinfo=UTC)
@@ -45,21 +62,35 @@ def make_run(status: str, **extra: Any) -> Run:
 
 
 class ScriptedStore:
-    """A store whose run evolves by ``script[i]`` just before poll ``i``, then by ``after``."""
+    """A store whose run evolves by ``script[i]`` just before poll ``i``, then by ``after``.
+
+    It answers ``poll_run_delta`` as the database does: the run (and artifacts) only when its
+    revision differs from the caller's. With ``legacy`` it lacks that function (an old database)."""
 
     def __init__(
         self,
         script: Sequence[Callable[[ScriptedStore], None]],
         page_size: int = 1000,
         after: Callable[[ScriptedStore], None] | None = None,
+        *,
+        legacy: bool = False,
     ) -> None:
         self.script = list(script)
         self.after = after or nothing
         self.page_size = page_size
+        self.legacy = legacy
         self.status = "queued"
+        self.revision = 0
         self.events: list[RunEvent] = []
         self.artifacts: list[Artifact] = []
         self.cursors: list[int] = []
+        self.known_revisions: list[int | None] = []
+        self.runs_sent = 0
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.revision += 1
 
     def add_events(self, count: int, level: str = "info") -> None:
         for _ in range(count):
@@ -75,18 +106,45 @@ class ScriptedStore:
                 )
             )
 
-    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
-        assert run_id == RUN_ID
+    def _step(self, after_seq: int) -> list[RunEvent]:
         step = self.script[len(self.cursors)] if len(self.cursors) < len(self.script) else self.after
         self.cursors.append(after_seq)
         step(self)
-        newer = [event for event in self.events if event.seq > after_seq]
+        return [event for event in self.events if event.seq > after_seq]
+
+    def _run(self) -> Run:
+        return make_run(self.status, event_seq=len(self.events), revision=self.revision)
+
+    def poll_run_delta(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        known_revision: int | None = None,
+        max_events: int = 1000,
+        detail: bool = False,
+    ) -> RunDelta:
+        assert run_id == RUN_ID
+        if self.legacy:
+            raise MigrationMissingError("The database lacks function ops.poll_run_delta")
+        self.known_revisions.append(known_revision)
+        newer = self._step(after_seq)
+        page = newer[: min(max_events, self.page_size)]
+        changed = known_revision != self.revision
+        self.runs_sent += changed
+        return RunDelta(
+            revision=self.revision,
+            run=self._run() if changed else None,
+            artifacts=self.artifacts if changed else None,
+            events=page,
+            has_more=len(newer) > len(page),
+        )
+
+    def poll_run(self, run_id: str, after_seq: int = 0, max_events: int = 1000) -> RunPoll:
+        assert run_id == RUN_ID
+        newer = self._step(after_seq)
         page = newer[: min(max_events, self.page_size)]
         return RunPoll(
-            run=make_run(self.status, event_seq=len(self.events)),
-            events=page,
-            artifacts=self.artifacts,
-            has_more=len(newer) > len(page),
+            run=self._run(), events=page, artifacts=self.artifacts, has_more=len(newer) > len(page)
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -99,7 +157,7 @@ def nothing(_: ScriptedStore) -> None:
 
 def become(status: str, events: int = 0) -> Callable[[ScriptedStore], None]:
     def step(store: ScriptedStore) -> None:
-        store.status = status
+        store.set_status(status)
         store.add_events(events)
 
     return step
@@ -165,17 +223,42 @@ def run_wait(
     timeout: float = 60.0,
     schedule: PollSchedule | None = None,
     after_seq: int = 0,
+    changes: ChangeFeed | None = None,
 ) -> WaitResult:
     return wait_for_run(
         store,  # type: ignore[arg-type]
         RUN_ID,
         timeout=timeout,
-        schedule=schedule or PollSchedule(min_interval=0.2, max_interval=5.0, backoff=1.5),
+        schedule=schedule or PollSchedule(interval=5.0),
         observer=observer or Recorder(),
         stop=fake,
         clock=fake.clock,
         after_seq=after_seq,
+        changes=changes,
     )
+
+
+class FakeFeed:
+    """A change feed whose ``wait`` follows a script: True (a change) or False (the timeout)."""
+
+    def __init__(self, fake: FakeTime, answers: Sequence[bool]) -> None:
+        self.fake = fake
+        self.answers = list(answers)
+        self.waits: list[float] = []
+        self.started = self.closed = False
+        self.live = True
+
+    def start(self) -> None:
+        self.started = True
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        self.waits.append(timeout)
+        changed = self.answers.pop(0) if self.answers else False
+        self.fake.now += 0.01 if changed else timeout
+        return changed
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_backlog_is_drained_without_sleeping_and_every_event_arrives_once_in_order() -> None:
@@ -185,41 +268,147 @@ def test_backlog_is_drained_without_sleeping_and_every_event_arrives_once_in_ord
     assert result.outcome == "success"
     assert observer.seqs == list(range(1, 2502))
     assert store.cursors == [0, 1000, 2000, 2500]
-    assert fake.sleeps == [0.2]  # only after the last page of the running run
+    assert fake.sleeps == [5.0]  # only after the last page of the running run
     assert result.events_seen == 2501
     assert result.polls == 4
 
 
-def test_idle_polls_back_off_up_to_the_poll_interval_and_news_resets_it() -> None:
-    script = [become("queued", 1), *[nothing] * 9, become("running", 1), nothing, nothing, become("success")]
-    store, fake = ScriptedStore(script), FakeTime()
-    result = run_wait(store, fake, schedule=PollSchedule(min_interval=0.2, max_interval=1.0, backoff=2.0))
+@pytest.mark.parametrize("lines_per_poll", [0, 1, 3, 50, 999])
+def test_one_poll_per_interval_whatever_the_log_rate(lines_per_poll: int) -> None:
+    flowing = become("running", lines_per_poll)
+    store, fake = ScriptedStore([become("running"), *[flowing] * 8, become("success")]), FakeTime()
+    result = run_wait(store, fake, schedule=PollSchedule(interval=5.0))
     assert result.outcome == "success"
-    assert fake.sleeps == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.4, 0.8])
-    assert result.polls == len(fake.sleeps) + 1
+    assert fake.sleeps == [5.0] * 9
+    assert result.events_seen == 8 * lines_per_poll
 
 
-def test_a_trickle_of_single_events_slows_the_pace_while_a_flow_resets_it() -> None:
-    one = become("running", 1)  # status unchanged after the first: one new event
-    script = [become("running"), nothing, nothing, one, one, nothing, become("running", 3), become("success")]
-    store, fake = ScriptedStore(script), FakeTime()
-    result = run_wait(store, fake, schedule=PollSchedule(min_interval=0.2, max_interval=5.0, backoff=2.0))
+def test_the_interval_runs_from_the_start_of_one_poll_to_the_start_of_the_next() -> None:
+    def slow(store: ScriptedStore) -> None:
+        fake.now += 1.5  # the request takes 1.5 s
+
+    fake = FakeTime()
+    store = ScriptedStore([become("running"), slow, slow, become("success")])
+    run_wait(store, fake, schedule=PollSchedule(interval=5.0))
+    assert fake.sleeps == pytest.approx([5.0, 3.5, 3.5])
+
+
+def test_the_run_travels_only_when_its_revision_moved() -> None:
+    script = [become("queued", 1), nothing, become("running", 2), nothing, nothing, become("success", 1)]
+    store = ScriptedStore(script)
+    result = run_wait(store, FakeTime())
     assert result.outcome == "success"
-    # 0.2 after the status change; idle 0.4, 0.8; single events halve: 0.4, 0.2; idle 0.4;
-    # three events at once are a flow: back to 0.2.
-    assert fake.sleeps == pytest.approx([0.2, 0.4, 0.8, 0.4, 0.2, 0.4, 0.2])
+    assert store.known_revisions == [None, 0, 0, 1, 1, 1]
+    assert store.runs_sent == 3  # the first answer, running, success
+    assert result.run is not None
+    assert result.run.status == "success"
+
+
+def test_a_status_change_without_events_is_never_missed() -> None:
+    def quietly(status: str) -> Callable[[ScriptedStore], None]:
+        return lambda store: store.set_status(status)
+
+    store = ScriptedStore([nothing, quietly("claimed"), nothing, quietly("running"), quietly("success")])
+    observer = Recorder()
+    result = run_wait(store, FakeTime(), observer)
+    assert result.outcome == "success"
+    assert observer.statuses == [
+        (None, "queued"),
+        ("queued", "claimed"),
+        ("claimed", "running"),
+        ("running", "success"),
+    ]
+
+
+def test_artifacts_are_kept_from_the_last_answer_that_carried_them() -> None:
+    artifact = Artifact(
+        artifact_id="art-1",
+        run_id=RUN_ID,
+        artifact_type="image",
+        storage_path="ghcr.io/o/r:1",
+        created_at=NOW,
+    )
+
+    def add_artifact_and_finish(store: ScriptedStore) -> None:
+        store.artifacts.append(artifact)
+        store.set_status("success")
+
+    store = ScriptedStore([become("running"), nothing, add_artifact_and_finish])
+    result = run_wait(store, FakeTime())
+    assert result.artifacts == [artifact]
+
+
+def test_a_database_without_poll_run_delta_is_read_with_poll_run() -> None:
+    store = ScriptedStore([become("running", 1500), nothing, become("success", 1)], legacy=True)
+    observer = Recorder()
+    result = run_wait(store, FakeTime(), observer)
+    assert result.outcome == "success"
+    assert observer.seqs == list(range(1, 1502))
+    assert store.cursors == [0, 1000, 1500]
 
 
 def test_timeout_never_sleeps_past_the_deadline_and_polls_once_at_it() -> None:
     store, fake = ScriptedStore([become("running", 1)]), FakeTime()
-    result = run_wait(store, fake, timeout=7.0, schedule=PollSchedule(min_interval=1.0, max_interval=3.0))
+    result = run_wait(store, fake, timeout=7.0, schedule=PollSchedule(interval=3.0))
     assert result.outcome == "timeout"
-    assert fake.sleeps == pytest.approx([1.0, 1.5, 2.25, 2.25])  # the last sleep is cut to the deadline
-    assert sum(fake.sleeps) == pytest.approx(7.0)
+    assert fake.sleeps == pytest.approx([3.0, 3.0, 1.0])  # the last sleep is cut to the deadline
     assert result.waited_seconds == pytest.approx(7.0)
-    assert result.polls == 5
+    assert result.polls == 4
     assert result.run is not None
     assert result.run.status == "running"
+
+
+def test_with_a_change_feed_it_polls_on_changes_and_otherwise_once_per_safety_interval() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [False, False, True, True, False, True])
+    script = [become("running"), nothing, nothing, become("running", 3), become("running", 1), nothing]
+    store = ScriptedStore([*script, become("success", 1)])
+    observer = Recorder()
+    result = run_wait(
+        store,
+        fake,
+        observer,
+        timeout=600,
+        schedule=PollSchedule(interval=5, safety_interval=60),
+        changes=feed,
+    )
+    assert result.outcome == "success"
+    assert feed.started
+    assert feed.closed
+    assert fake.sleeps == []  # never a timed poll
+    assert result.polls == 7  # the first, three safety polls (60 s apart), three on a change
+    assert feed.waits[:2] == pytest.approx([60.0, 60.0])
+    assert observer.seqs == [1, 2, 3, 4, 5]
+
+
+def test_with_a_change_feed_an_idle_run_costs_one_poll_a_minute() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [])
+    store = ScriptedStore([become("running")])
+    result = run_wait(store, fake, timeout=300, schedule=PollSchedule(interval=5), changes=feed)
+    assert result.outcome == "timeout"
+    assert result.polls == 6  # at 0, 60, 120, 180, 240 and at the deadline
+    assert feed.closed
+
+
+def test_with_a_change_feed_a_failed_poll_is_retried_after_one_interval() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [])
+    outage = TransientError("connection lost")
+    store = ScriptedStore([become("running"), fail_with(outage), become("success")])
+    schedule = PollSchedule(interval=5, safety_interval=60)
+    result = run_wait(store, fake, timeout=600, schedule=schedule, changes=feed)
+    assert result.outcome == "success"
+    assert feed.waits == pytest.approx([60.0, 5.0])
+
+
+def test_a_feed_that_is_not_live_is_treated_as_polling_every_interval() -> None:
+    fake = FakeTime()
+    feed = FakeFeed(fake, [])
+    feed.live = False
+    store = ScriptedStore([become("running"), nothing, become("success")])
+    run_wait(store, fake, timeout=600, schedule=PollSchedule(interval=5, safety_interval=60), changes=feed)
+    assert feed.waits == pytest.approx([5.0, 5.0])
 
 
 def test_terminal_status_is_reported_after_all_of_its_events() -> None:
@@ -257,13 +446,14 @@ def test_transient_errors_keep_polling_and_are_reported() -> None:
     assert observer.poll_errors == [outage, outage]
     assert result.last_error is outage
     assert store.cursors == [0, 1, 1, 1]  # the cursor does not move on a failed poll
+    assert store.known_revisions == [None, 1, 1, 1]
     assert observer.seqs == [1, 2]
 
 
 def test_a_timeout_after_transient_errors_carries_the_last_error() -> None:
     outage = TransientError("connection refused")
     store = ScriptedStore([become("running")], after=fail_with(outage))
-    result = run_wait(store, FakeTime(), timeout=3.0)
+    result = run_wait(store, FakeTime(), timeout=12.0)
     assert result.outcome == "timeout"
     assert result.last_error is outage
 
@@ -292,7 +482,7 @@ def test_a_real_stop_event_wakes_a_long_sleep_at_once() -> None:
         store,  # type: ignore[arg-type]
         RUN_ID,
         timeout=60,
-        schedule=PollSchedule(min_interval=30, max_interval=30),
+        schedule=PollSchedule(interval=30),
         observer=Recorder(),
         stop=stop,
     )
@@ -381,15 +571,12 @@ def test_run_interruptibly_reraises_the_work_error() -> None:
         run_interruptibly(work)
 
 
-@pytest.mark.parametrize(
-    ("interval", "expected"),
-    [(5.0, PollSchedule(0.2, 5.0)), (0.1, PollSchedule(0.1, 0.1)), (1.0, PollSchedule(0.2, 1.0))],
-)
-def test_schedule_for_a_poll_interval(interval: float, expected: PollSchedule) -> None:
-    assert PollSchedule.for_interval(interval) == expected
+def test_schedule_for_a_poll_interval() -> None:
+    assert PollSchedule.for_interval(5.0) == PollSchedule(interval=5.0, safety_interval=60.0)
+    assert PollSchedule.for_interval(0.2).interval == 0.2
 
 
-@pytest.mark.parametrize(("low", "high", "backoff"), [(0, 1, 1.5), (2, 1, 1.5), (0.2, 1, 0.5)])
-def test_schedule_rejects_nonsense(low: float, high: float, backoff: float) -> None:
-    with pytest.raises(ValueError, match=r"must|need"):
-        PollSchedule(low, high, backoff)
+@pytest.mark.parametrize(("interval", "safety"), [(0, 60), (-1, 60), (5, 0)])
+def test_schedule_rejects_nonsense(interval: float, safety: float) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        PollSchedule(interval, safety)

@@ -6,6 +6,7 @@ import io
 import itertools
 import os
 import queue
+import signal
 import threading
 
 import pytest
@@ -239,7 +240,15 @@ def test_once_gives_up_on_an_unreachable_database_with_exit_1(
     monkeypatch.setattr(slot, "ONCE_GIVE_UP_AFTER", 1.0)
     monkeypatch.setattr(slot, "CLAIM_RETRY_DELAYS", (0.2,))
     argv = ["--once", "--command", "true"]
-    assert worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}) == 1
+    # The worker leaves SIGINT and SIGTERM ignored once it has stopped; this process must not keep
+    # that (the processes later tests start would inherit it, and ignore Ctrl-C).
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = worker_main(argv, environ={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert code == 1
     err = capsys.readouterr().err
     assert "action=claim_retry" in err
     assert "action=gave_up" in err
