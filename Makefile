@@ -30,12 +30,14 @@ demo: setup
 stack: setup
 	$(PY) -m tests.devstack
 
-# The performance budgets: the Action's table, the responsiveness table, then following runs side
-# by side with the seed's env_wait_ready.sh over REST and PostgreSQL (about 3 minutes). BENCHMARKS.md.
+# The performance budgets: the Action's table, the responsiveness table, following runs side by
+# side with the seed's env_wait_ready.sh over REST and PostgreSQL (about 3 minutes), then the
+# operator reads over a million finished runs ("Operator reads"). BENCHMARKS.md.
 bench: setup
 	$(PY) bench/perf_budget.py
 	$(PY) bench/responsiveness.py
 	$(PY) bench/follow_bench.py
+	$(PY) bench/list_bench.py
 
 # The worker's claim throughput/latency benchmark (BENCHMARKS.md, "Claiming").
 bench-claims: setup

@@ -20,10 +20,10 @@ requests per minute and bytes received during the phase (steady state, from the 
 the finish), bytes over the whole follow, events shown (distinct), shown more than once, in order,
 bytes received per event shown, the latency from an event's commit to its line on the follower's
 stderr (p50 / p99 / max; the PostgreSQL verdict takes the p99, the max of a loaded shared machine
-being its scheduler's), and from the run's ``success`` to the follower's last line and its exit. Times
-start when the writer calls ``append_events`` / ``finish_run`` (the commit comes a little later, so
-the latencies are slight overestimates). Requests per minute are not given for the burst, whose
-writing phase lasts under a second.
+being its scheduler's), and from the run's ``success`` to the follower's last line and its exit.
+Times start when the writer's ``append_events`` / ``finish_run`` call returns, just after the
+commit (a follower can print a line before the writer has read its reply: a latency a few ms below
+0). Requests per minute are not given for the burst, whose writing phase lasts under a second.
 """
 
 from __future__ import annotations
@@ -244,9 +244,8 @@ def write_phase(stack: Stack, run_id: str, scenario: Scenario) -> dict[int, floa
     if scenario.rate < 0:
         for start in range(0, BURST_LINES, BURST_CALL):
             numbers = range(start, start + BURST_CALL)
-            sent = time.monotonic()  # the commit is later: latencies are measured from the call
             stack.writer.append_events(run_id, [NewEvent(message=message(n)) for n in numbers])
-            committed.update(dict.fromkeys(numbers, sent))
+            committed.update(dict.fromkeys(numbers, time.monotonic()))  # committed just before
         return committed
     began = time.monotonic()
     written = 0
@@ -260,9 +259,8 @@ def write_phase(stack: Stack, run_id: str, scenario: Scenario) -> dict[int, floa
         due = int(scenario.rate * (due_at - began) + 1e-9)
         if due > written:
             numbers = range(written, due)
-            sent = time.monotonic()
             stack.writer.append_events(run_id, [NewEvent(message=message(n)) for n in numbers])
-            committed.update(dict.fromkeys(numbers, sent))
+            committed.update(dict.fromkeys(numbers, time.monotonic()))
             written = due
 
 
@@ -283,8 +281,8 @@ def run_scenario(stack: Stack, scenario: Scenario, workdir: Path) -> list[Follow
     committed = write_phase(stack, run_id, scenario)  # an idle phase writes nothing for its length
     phase_ended = time.monotonic()
     during = {name: proxy.counts - before[name] for name, proxy in proxies.items()}
-    finished = time.monotonic()  # from the call: the commit is a little later
     stack.writer.finish_run(run_id, WORKER, "success", exit_code=0)
+    finished = time.monotonic()
     exits = {
         name: threading.Thread(target=reap, args=(process, reader))
         for name, (process, reader) in followers.items()

@@ -4,6 +4,7 @@
     odooops wait <run_id> [max_wait_seconds] [sleep_seconds]                       (env_wait_ready.sh)
     odooops destroy <run_id>                                                       (env_destroy.sh)
     odooops worker ...                                                             (the worker)
+    odooops list | status | logs | retry | workers | doctor | selftest             (operators)
     odooops token create|list|revoke ...                  (scoped project tokens, docs/SECURITY.md)
 
 stdout carries only the result a script captures (the run id, the artifact URL or ``success``,
@@ -134,6 +135,10 @@ def _build_parser() -> _Parser:
     commands.add_parser(
         "token", add_help=False, help="create, list, revoke project tokens (see `odooops token --help`)"
     )
+
+    from odooops_action.operator.commands import register as register_operator_commands
+
+    register_operator_commands(commands, connection, _connected)
     return parser
 
 
@@ -335,14 +340,19 @@ def _cancel_after_timeout(store: RunStore, run_id: str, timeout: float) -> None:
 
 
 def _failure_detail(run: Run) -> str:
-    parts = [f"exit code {run.exit_code}"] if run.exit_code is not None else []
-    if run.status_reason:
-        parts.append(run.status_reason)
-    return f" ({': '.join(parts)})" if parts else ""
+    """``(exit code 3: <reason>)``, without saying the exit code twice when the reason does."""
+    reason = run.status_reason or ""
+    exit_code = f"exit code {run.exit_code}" if run.exit_code is not None else ""
+    if exit_code and f"code {run.exit_code}" in reason:
+        exit_code = ""
+    detail = ": ".join(part for part in (exit_code, reason) if part)
+    return f" ({detail})" if detail else ""
 
 
 def _at(run: Run) -> str:
-    return f" at {run.finished_at.isoformat()}" if run.finished_at is not None else ""
+    from odooops_action.domain import utc_text
+
+    return f" at {utc_text(run.finished_at)}" if run.finished_at is not None else ""
 
 
 # -- plumbing -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ WorkflowType = Literal["build", "deploy", "test"]
 EventLevel = Literal["debug", "info", "warn", "error"]
 ArtifactType = Literal["image", "sbom", "logs", "evidence", "manifest"]
 
+RUN_STATUSES: tuple[str, ...] = ("queued", "claimed", "running", "success", "failed", "cancelled")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "claimed", "running"})
 WORKFLOW_TYPES: tuple[str, ...] = ("build", "deploy", "test")
@@ -64,3 +66,9 @@ def artifact_url(artifacts: Sequence[Artifact]) -> str:
         if artifact.artifact_type == "image":
             return artifact.storage_path
     return artifacts[0].storage_path if artifacts else ""
+
+
+def utc_text(at: datetime) -> str:
+    """The one way a moment is written for people: ``2026-12-01 21:01:18 UTC`` (as the database's
+    ``ops.utc_text`` writes it in its messages)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

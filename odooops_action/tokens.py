@@ -245,7 +245,7 @@ def _call(environ: Mapping[str, str], function: str, arguments: dict[str, Any]) 
     store = open_store(settings)
     try:
         assert isinstance(store, OperationStore)
-        return store.manage_tokens(function, _json_ready(arguments))
+        return store.call_operation(function, _json_ready(arguments))
     finally:
         store.close()
 

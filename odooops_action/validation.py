@@ -175,3 +175,41 @@ def validate_database_url(value: str, name: str = "DATABASE_URL") -> str:
         f"{name} must be a PostgreSQL URL (postgresql://...) or a key=value connection string, got {shown}.",
         hint=_DSN_HINT,
     )
+
+
+# -- operator commands (odooops list | logs | status | retry | workers) --------------------------
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?$", re.ASCII)
+_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+MAX_LIST_LIMIT = 1000
+
+
+def parse_duration(value: str, name: str = "--since") -> float:
+    """A positive duration such as ``90s``, ``15m``, ``2h``, ``7d``, ``1w`` (a bare number is
+    seconds), in seconds."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0.0
+    if not match or not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(
+            f"{name} must be a positive duration like 90s, 15m, 2h, 7d or 1w, got {_shown(value)}."
+        )
+    return seconds
+
+
+def validate_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}, got {_shown(value)}.")
+    return value
+
+
+def parse_count(value: str, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number between ``minimum`` and ``maximum``."""
+    text = value.strip()
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        raise InputError(f"{name} must be a whole number, got {_shown(value)}.")
+    number = int(text)
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = f" and {maximum}" if maximum is not None else ""
+        bounds = f"between {minimum}{upper}" if maximum is not None else f"at least {minimum}"
+        raise InputError(f"{name} must be {bounds}, got {_shown(value)}.")
+    return number

@@ -70,7 +70,8 @@ class WaitResult:
 
 class WaitObserver(Protocol):
     def on_status(self, run: Run, previous: str | None) -> None:
-        """The status changed (and once at the start, with ``previous`` None).
+        """The status changed (and once at the start, with ``previous`` None), reported after the
+        events that came with it (a worker's "claimed" event before ``running``).
 
         A terminal status is reported after all of the run's events have been delivered.
         """
@@ -275,13 +276,15 @@ def _poll_once(store: RunStore, run_id: str, seen: _Progress, observer: WaitObse
     if seen.run is None:
         raise ApiError(f"ops.poll_run_delta answered without run {run_id} although none was known yet.")
     run = seen.run
-    if run.status != seen.status and not run.is_terminal:
-        _report_status(seen, observer)
+    changed = run.status != seen.status
     fresh = [event for event in delta.events if event.seq > seen.cursor]
     if fresh:
         observer.on_events(run, fresh)
         seen.cursor = fresh[-1].seq
         seen.events_seen += len(fresh)
+    # After the events that led to it: "claimed" and "started" come before "Status: running".
+    if changed and not run.is_terminal and not (seen.status is not None and delta.has_more):
+        _report_status(seen, observer)
     return _News(answered=True, has_more=delta.has_more)
 
 

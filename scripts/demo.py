@@ -13,7 +13,10 @@
    GITHUB_STATE files, the workspace as working directory), showing its log as the Actions page
    would while it streams (workflow commands applied: groups, annotations, masks);
 4. prints the step's outputs and job summary, then queues a second run and cancels it with the
-   `destroy` mode; stops the worker and the stack.
+   `destroy` mode;
+5. operates the queue as an operator would: `odooops list`, `odooops workers`, and
+   `odooops selftest` (the seed's end-to-end suite) against the demo's stack, which must pass;
+   stops the worker and the stack.
 
 Nothing is left running: Ctrl-C, SIGTERM, SIGHUP or an error midway stop the step (as the runner
 cancels a job), the worker (and through it its command) and the stack before the demo exits.
@@ -306,7 +309,35 @@ def demo(stack: DevStack, root: Path, running: list[DemoStep], token: str) -> in
     cancel = {"mode": "destroy", "run_id": queued.outputs["run_id"]}
     cancelled = run_step(job, {**connection, **cancel}, running)
     show_outputs(cancelled)
+
+    banner("Operating the queue: odooops list, odooops workers, odooops selftest")
+    for command in (["list"], ["workers"], ["selftest"]):
+        code = operator_command(stack, root, command)
+        if code != 0:
+            print(f"  (odooops {command[0]} exited with {code})", flush=True)
+            return code
     return result.exit_code
+
+
+def operator_command(stack: DevStack, root: Path, arguments: list[str]) -> int:
+    """``odooops <arguments>`` over REST against the demo's stack, its output indented."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "DATABASE_URL"))}
+    env |= {"SUPABASE_URL": stack.url, "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key}
+    env["SUPABASE_ANON_KEY"] = stack.anon_key
+    print(f"  $ odooops {' '.join(arguments)}", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "odooops_action", *arguments],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
+        check=False,
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        print("  " + line, flush=True)
+    return done.returncode
 
 
 def main() -> int:

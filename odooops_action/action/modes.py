@@ -82,8 +82,18 @@ def create(ctx: ActionContext) -> int:
             )
         if settings.wait:
             return follow_run(ctx, store, run.run_id)
-    set_run_outputs(ctx.files, run=run, outcome="queued" if created.created else "existing")
-    ctx.commands.notice(f"Run {run.run_id} queued: {describe(run)}.", title="OdooOps run queued")
+        # A run found by its key may be well along (or done): report it as it is now, artifacts too.
+        current = None if created.created else store.poll_run(run.run_id, max_events=0)
+    if current is None:
+        set_run_outputs(ctx.files, run=run, outcome="queued")
+        ctx.commands.notice(f"Run {run.run_id} queued: {describe(run)}.", title="OdooOps run queued")
+    else:
+        run = current.run
+        set_run_outputs(ctx.files, run=run, outcome="existing", artifacts=current.artifacts)
+        ctx.commands.notice(
+            f"Run {run.run_id} was not queued again: {describe(run)}, {run.status}.",
+            title="OdooOps run already queued",
+        )
     ctx.files.append_summary(ctx.redact(_queued_summary(run, created.created)))
     return 0
 
@@ -148,7 +158,11 @@ def _report_destroy(ctx: ActionContext, run_id: str, report: CancelReport) -> in
 
 
 def _queued_summary(run: Run, created: bool) -> str:
-    verb = "was queued" if created else "was already queued by an earlier try of this step"
+    verb = (
+        "was queued"
+        if created
+        else f"was already queued by an earlier try of this step; it is {plain(run.status)}"
+    )
     return (
         "## OdooOps run\n\n"
         f"🕒 **The {plain(run.workflow_type)} run {code(run.run_id)} of {plain(run.project_id)} on "

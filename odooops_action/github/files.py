@@ -61,6 +61,7 @@ class FileCommands:
         self._environ = environ if environ is not None else os.environ
         self._secrets = {value for value in secrets if len(value) >= MIN_GUARDED_SECRET_CHARS}
         self._fallback = fallback
+        self._outputs: dict[str, str] = {}  # written by this step, so that none is repeated
 
     def add_secret(self, value: str) -> None:
         if len(value) >= MIN_GUARDED_SECRET_CHARS:
@@ -96,7 +97,11 @@ class FileCommands:
         return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
 
     def set_output(self, name: str, value: str) -> None:
+        """Write ``name=value`` to ``$GITHUB_OUTPUT``, once: the same value again is not repeated."""
+        if self._outputs.get(name) == value:
+            return
         self._append("GITHUB_OUTPUT", self._key_value("output", name, value))
+        self._outputs[name] = value
 
     def save_state(self, name: str, value: str) -> None:
         self._append("GITHUB_STATE", self._key_value("state", name, value))

@@ -238,8 +238,16 @@ def _metadata_items(run: Run) -> list[str]:
     def show(value: Any) -> str:
         return cell(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
 
-    entries = list(run.metadata.items())[:MAX_METADATA]
+    # ops.create_run copies workflow_type, git_ref and created_by into the metadata: the facts
+    # table shows them already.
+    entries = _own_metadata(run)[:MAX_METADATA]
     return [f"| {cell(key, 100)} | {show(value)} |" for key, value in entries]
+
+
+def _own_metadata(run: Run) -> list[tuple[str, Any]]:
+    """The run's metadata without what the facts table shows already."""
+    facts = ("workflow_type", "git_ref", "created_by")
+    return [(k, v) for k, v in run.metadata.items() if not (k in facts and v == getattr(run, k))]
 
 
 def _render_metadata(items: Sequence[str], total: int) -> str:
@@ -284,6 +292,8 @@ def _run_changes(run: Run) -> list[_Change]:
     finished = f"finished: {run.status}"
     if run.exit_code is not None:
         finished += f" (exit code {run.exit_code})"
+    if run.status_reason:  # who cancelled and why, what failed
+        finished += f": {cell(run.status_reason, MAX_DETAIL_CHARS)}"
     candidates = [
         (run.queued_at, "queued" + (f" by {cell(run.created_by)}" if run.created_by else ""), "queued"),
         (run.claimed_at, "claimed" + (f" by {cell(run.claimed_by)}" if run.claimed_by else ""), "claimed"),
@@ -477,7 +487,7 @@ def render_summary(view: SummaryView, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     notable = [_notable_item(e) for e in view.notable_events[:MAX_NOTABLE]]
     timeline = _timeline_items(view)
     sections = {
-        "metadata": _Trimmable(metadata, len(run.metadata) if run is not None else 0, _render_metadata),
+        "metadata": _Trimmable(metadata, len(_own_metadata(run)) if run is not None else 0, _render_metadata),
         "timeline": _Trimmable(timeline[:MAX_TIMELINE], len(timeline), _render_timeline),
         "artifacts": _Trimmable(artifacts, len(view.artifacts), _render_artifacts),
         "notable": _Trimmable(

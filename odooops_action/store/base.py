@@ -13,8 +13,8 @@ their ``attempt`` (attempt fencing: a superseded attempt gets :class:`StaleAttem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from odooops_action.domain import CreateRunRequest
 
@@ -127,6 +127,11 @@ class RunStore(Protocol):
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         """``ops.recover_stalled_runs``: requeue (or fail) runs whose worker stopped heartbeating."""
+        ...
+
+    def call_operation(self, name: str, args: Mapping[str, Any]) -> Any:
+        """An ``ops.*`` operation of the table without a method of its own (the operator
+        commands' reads, ``worker_beat``, ``retry_run``, ...): its decoded JSON answer."""
         ...
 
     def close(self) -> None:

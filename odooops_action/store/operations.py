@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # "value": the function returns one value (jsonb or a number); "row": one ops.<table> row;
 # "rows": a set of rows (an array over REST, possibly empty).
 Shape = Literal["value", "row", "rows"]
-# "json": the decoded answer as it is (the operator's token management).
+# A model of odooops_action.models, "int", or "json": the decoded answer as it is, for the
+# operations without a RunStore method (the operator commands parse it into their own views).
 ModelName = Literal[
     "CreatedRun", "RunPoll", "RunDelta", "CancelResult", "Run", "Transition", "Artifact", "int", "json"
 ]
@@ -125,7 +126,7 @@ OPERATIONS: dict[str, Operation] = {
             "Run",
             "a repeat finds nothing left to recover (its list can miss runs the lost call recovered)",
         ),
-        # Operators only (service role or owner; docs/SECURITY.md): OperationStore.manage_tokens.
+        # Token management, operators only (service role or owner; docs/SECURITY.md): odooops token.
         _op(
             "create_api_token",
             "create_api_token",
@@ -135,9 +136,47 @@ OPERATIONS: dict[str, Operation] = {
         ),
         _op("list_api_tokens", "list_api_tokens", "value", "json", "read-only"),
         _op("revoke_api_token", "revoke_api_token", "value", "json", "a revoked token stays revoked"),
+        # The operator commands (odooops list | status | retry | workers | doctor | selftest) and
+        # the worker registry: supabase/migrations/20261202020000_operator_commands.sql. Called
+        # with call_operation; odooops_action.operator.views parses their answers.
+        _op("schema_version", "schema_version", "value", "json", "read-only"),
+        _op("list_runs", "list_runs", "value", "json", "read-only"),
+        _op("run_status", "run_status", "value", "json", "read-only"),
+        _op("list_workers", "list_workers", "value", "json", "read-only"),
+        _op("doctor_report", "doctor_report", "value", "json", "read-only"),
+        _op("worker_beat", "worker_beat", "value", "json", "a beat sets the worker's row", "filters"),
+        _op(
+            "retry_run",
+            "retry_run",
+            "value",
+            "json",
+            "idempotency_key finds the retry; request_key tells the invocation that created it",
+        ),
+        _op(
+            "create_project",
+            "create_project",
+            "value",
+            "json",
+            "a repeat answers 409 (the project exists): never created twice",
+            "metadata",
+        ),
+        _op(
+            "create_environment",
+            "create_environment",
+            "value",
+            "json",
+            "a repeat answers 409 (the environment exists): never created twice",
+            "metadata",
+        ),
+        _op(
+            "delete_selftest_project",
+            "delete_selftest_project",
+            "value",
+            "json",
+            "a repeat finds nothing left (deleted: false)",
+        ),
     )
 }
-TOKEN_MANAGEMENT = frozenset({"create_api_token", "list_api_tokens", "revoke_api_token"})
 
 
 @dataclass(frozen=True)
@@ -230,6 +269,12 @@ class OperationStore:
             raise self._shape_error(operation.function, f"{location}: {first['msg']}") from None
 
     # -- RunStore ---------------------------------------------------------------------------
+
+    def call_operation(self, name: str, args: Mapping[str, Any]) -> Any:
+        """An operation without a method of its own (model ``json``): its decoded answer."""
+        if OPERATIONS[name].model != "json":
+            raise ValueError(f"ops.{name} has a method of its own: call it")
+        return self._call(name, args)
 
     def create_run(self, request: CreateRunRequest) -> CreatedRun:
         args = request.as_arguments()
@@ -362,12 +407,6 @@ class OperationStore:
         }
         result: Artifact = self._call("add_artifact", args)
         return result
-
-    def manage_tokens(self, name: str, args: Mapping[str, Any]) -> Any:
-        """One of ``ops.create_api_token``, ``ops.list_api_tokens``, ``ops.revoke_api_token``."""
-        if name not in TOKEN_MANAGEMENT:
-            raise ValueError(f"{name} is not a token management operation")
-        return self._call(name, args)
 
     def recover_stalled_runs(self, lease_seconds: int, max_attempts: int) -> list[Run]:
         result: list[Run] = self._call(

@@ -136,8 +136,15 @@ def check_command(program: str) -> None:
     """Refuse to start with a command that cannot run: every claimed run would fail at once."""
     if os.sep in program:
         if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            default = (
+                " It is the default (the seed's layout): pass --command with your build script; the "
+                "repository's sample is examples/execute_run.sh."
+                if program == DEFAULT_COMMAND
+                else ""
+            )
             raise InputError(
                 f"--command {program} is not an executable file (relative paths start from {os.getcwd()})."
+                + default
             )
     elif shutil.which(program) is None:
         raise InputError(f"--command {program} was not found on PATH.")

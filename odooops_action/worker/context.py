@@ -11,6 +11,7 @@ from odooops_action.store.base import RunStore
 from odooops_action.worker.log import WorkerLog
 from odooops_action.worker.notify import CancelWatch, Wakeup
 from odooops_action.worker.options import WorkerOptions
+from odooops_action.worker.registry import WorkerRegistry
 
 
 class Shutdown:
@@ -81,6 +82,7 @@ class WorkerContext:
     wakeup: Wakeup = field(default_factory=Wakeup)
     cancel_watch: CancelWatch = field(default_factory=CancelWatch)
     recovery: Recovery = field(init=False)
+    registry: WorkerRegistry | None = None  # ops.workers (worker/registry.py), set by the supervisor
 
     def __post_init__(self) -> None:
         self.recovery = Recovery(self.options)

@@ -44,6 +44,9 @@ class Child:
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),  # stdin: not the lifeline
                 (os.POSIX_SPAWN_CLOSE, status_fd),
             ],
+            # Python ignores these two at start; the command gets them at their defaults, as
+            # subprocess's restore_signals would give them (so `yes | head` ends quietly).
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
         )
         self.returncode: int | None = None
 

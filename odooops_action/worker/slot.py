@@ -109,6 +109,16 @@ class Slot:
         return run
 
     def _execute(self, run: Run) -> None:
+        registry = self._ctx.registry
+        if registry is not None:
+            registry.set_state(self.worker_id, "busy", run.run_id)
+        try:
+            self._execute_run(run)
+        finally:
+            if registry is not None:
+                registry.set_state(self.worker_id, "idle")
+
+    def _execute_run(self, run: Run) -> None:
         self.processed += 1
         self._log("claimed", run=run.run_id, attempt=run.attempt, workflow_type=run.workflow_type)
         try:

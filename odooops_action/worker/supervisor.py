@@ -17,6 +17,7 @@ from odooops_action.store.base import RunStore
 from odooops_action.worker.context import WorkerContext
 from odooops_action.worker.notify import PgListener
 from odooops_action.worker.options import worker_ids
+from odooops_action.worker.registry import WorkerRegistry
 from odooops_action.worker.slot import ClaimedRunsLookup, Slot
 
 StoreOpener = Callable[[], tuple[RunStore, ClaimedRunsLookup | None]]
@@ -28,6 +29,7 @@ def run_worker(ctx: WorkerContext, open_store: StoreOpener, listen_dsn: str | No
     log = ctx.log.bind(worker=ids[0] if len(ids) == 1 else ids[0].rsplit("-", 1)[0])
     listener = PgListener(listen_dsn, ctx.wakeup, ctx.cancel_watch, log) if listen_dsn else None
     stores = [open_store() for _ in ids]
+    ctx.registry = WorkerRegistry(lambda: open_store()[0], ids, ctx.options.filters, log)
     slots = [
         Slot(ctx, worker_id, store, lookup) for worker_id, (store, lookup) in zip(ids, stores, strict=True)
     ]
@@ -57,6 +59,8 @@ def _supervise(
         command=" ".join(ctx.options.command),
     )
     try:
+        if ctx.registry is not None:
+            ctx.registry.start()
         if listener is not None:
             listener.start()
         threads = [
@@ -67,6 +71,8 @@ def _supervise(
             thread.start()
         _wait_for(threads, ctx, log)
     finally:
+        if ctx.registry is not None:
+            ctx.registry.stop()
         if listener is not None:
             listener.stop()
         for store, _ in stores:

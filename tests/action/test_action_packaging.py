@@ -163,6 +163,7 @@ runpy.run_path(sys.argv[1], run_name="__main__")
 """
 
 
+@pytest.mark.slow  # three Action processes, each through its connection retries
 @pytest.mark.parametrize(
     ("mode", "inputs"),
     [

@@ -219,7 +219,11 @@ def test_a_signal_stops_the_wait_at_once(
     ) as waiting:
         assert waiting.stderr is not None
         assert waiting.stderr.readline().startswith("Waiting for run")
-        assert waiting.stderr.readline() == "Status: running - waiting...\n"
+        events = []  # the run's events so far come first, then the status they led to
+        while not (line := waiting.stderr.readline()).startswith("Status: ") and line:
+            events.append(line)
+        assert line == "Status: running - waiting...\n"
+        assert any("Run started on worker" in event for event in events)
         sent = time.monotonic()
         waiting.send_signal(signum)
         returncode = waiting.wait(timeout=10)

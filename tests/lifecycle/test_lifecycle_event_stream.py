@@ -68,8 +68,10 @@ def streamed(
     ) as waiting:
         assert waiting.stderr is not None
         assert waiting.stdout is not None
-        first_lines = [waiting.stderr.readline(), waiting.stderr.readline()]
-        assert first_lines[1] == "Status: running - waiting...\n"
+        first_lines = [waiting.stderr.readline()]
+        while not first_lines[-1].startswith("Status: ") and first_lines[-1]:
+            first_lines.append(waiting.stderr.readline())  # the events so far, then their status
+        assert first_lines[-1] == "Status: running - waiting...\n"
         writer.start()
         rest = waiting.stderr.read()  # not communicate(): it would skip what readline() buffered
         stdout = waiting.stdout.read()

@@ -502,12 +502,13 @@ def test_print_observer_writes_status_lines_and_each_event() -> None:
     stream = io.StringIO()
     store = ScriptedStore([become("queued", 2), become("running", 1), become("success", 1)])
     run_wait(store, FakeTime(), PrintObserver(stream))
+    # Each status line follows the events that led to it (a worker's "claimed" before "running").
     assert stream.getvalue().splitlines() == [
-        "Status: queued - waiting...",
         "[info] line 1",
         "[info] line 2",
-        "Status: running - waiting...",
+        "Status: queued - waiting...",
         "[info] line 3",
+        "Status: running - waiting...",
         "[info] line 4",
         "Status: success",
     ]

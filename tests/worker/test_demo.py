@@ -125,6 +125,14 @@ def test_demo_shows_the_whole_loop_and_leaves_nothing_running(start_demo: Callab
     assert "| Worker | ` demo-worker ` |" in out
     assert "  status = cancelled" in out
     assert "worker=demo-worker action=worker_stopped exit_code=0" in out
+    # It ends operating the queue: list and workers shown, the selftest passing on the demo's stack.
+    operating = out.split("Operating the queue")[1]
+    assert "  $ odooops list" in operating
+    assert "  RUN " in operating
+    assert "  demo-worker " in operating
+    assert "  PASSED: " in operating
+    assert "  FAILED: 0" in operating
+    assert "  All tests passed!" in operating
     demo.assert_nothing_left()
 
 

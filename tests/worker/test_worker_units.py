@@ -27,7 +27,7 @@ from odooops_action.worker.output import (
     StreamClosed,
     split_level,
 )
-from odooops_action.worker.process import describe_exit
+from odooops_action.worker.process import CommandProcess, describe_exit
 from tests.github.gh_factories import make_run
 
 
@@ -253,3 +253,17 @@ def test_once_gives_up_on_an_unreachable_database_with_exit_1(
     assert "action=claim_retry" in err
     assert "action=gave_up" in err
     assert "action=worker_stopped exit_code=1" in err
+
+
+def test_the_command_starts_with_default_signal_dispositions() -> None:
+    """Under its guard (a Python process, which ignores SIGPIPE and SIGXFSZ) the command still gets
+    SIGPIPE and SIGXFSZ at their defaults, so a pipeline's writer dies quietly when its reader ends."""
+    process = CommandProcess.start(["sh", "-c", "grep SigIgn /proc/$$/status"], dict(os.environ))
+    try:
+        assert process.wait(30) == 0
+        ignored = int(process.stdout.read().decode().split()[1], 16)
+    finally:
+        process.signal_group(signal.SIGKILL)
+        process.close_pipes()
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored in the command"
