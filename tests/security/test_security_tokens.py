@@ -292,3 +292,33 @@ def test_the_client_names_the_cause_and_never_the_token(
     assert "needs the scope cancel" in str(refused.value)
     assert "Create a token whose --scope includes cancel" in str(refused.value)
     assert token not in str(refused.value)
+
+
+def test_operator_reads_follow_the_token_scope(
+    projects: tuple[str, str], token_for: Minter, api: ApiFor, service: Api
+) -> None:
+    """run_status is a read and retry_run a create, of the token's project only; list_runs and
+    doctor_report are for operators."""
+    mine, theirs = queued_run(service, projects[0]), queued_run(service, projects[1])
+    reader = api(token_for(projects[0], ("read",)))
+    assert reader.rpc("run_status", {"run_id": mine}).status_code == 200
+    assert refusal(reader.rpc("run_status", {"run_id": theirs}))[:2] == (404, "PT404")
+    assert "needs the scope create" in refusal(reader.rpc("retry_run", {"run_id": mine}))[2]
+    for function in ("list_runs", "doctor_report", "list_workers"):
+        assert reader.rpc(function, {}).json()["code"] == "42501", function
+
+
+def test_a_work_token_keeps_its_worker_registry_row(
+    projects: tuple[str, str], token_for: Minter, api: ApiFor, db: psycopg.Connection[Any]
+) -> None:
+    worker_id = f"w-token-{projects[0]}"
+    try:
+        beat = api(token_for(projects[0], ("work",))).rpc(
+            "worker_beat", {"worker_id": worker_id, "state": "idle"}
+        )
+        assert beat.status_code == 200, beat.text
+        assert db.execute("SELECT state FROM ops.workers WHERE worker_id = %s", (worker_id,)).fetchone() == (
+            "idle",
+        )
+    finally:
+        db.execute("DELETE FROM ops.workers WHERE worker_id = %s", (worker_id,))
