@@ -70,7 +70,7 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 # worker processes. A test is slow when it needs the local stack (PostgreSQL + REST server, through
 # the `devstack` fixture, however indirectly), lives in a directory whose tests start real tools and
 # processes, or is marked @pytest.mark.slow itself. `make test` runs everything.
-SLOW_DIRECTORIES = frozenset({"delivery"})
+SLOW_DIRECTORIES = frozenset({"delivery", "faults"})  # lint tools; real TCP faults with delays
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -79,3 +79,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         directory = item.path.parent.name
         if directory in SLOW_DIRECTORIES or "devstack" in getattr(item, "fixturenames", ()):
             item.add_marker(slow)
+
+
+# The container rehearsal's Docker engine and image (tests/container, tests/delivery): one of each
+# per session, built lazily, so that sessions that do not use them never start an engine.
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    from tests.container.session import engine_for_session
+
+    yield from engine_for_session()
+
+
+@pytest.fixture(scope="session")
+def image(engine: Any) -> str:
+    from tests.container.session import build_image
+
+    return build_image(engine)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the rehearsal's engine right after the last test that uses it (it holds a lock)."""
+    yield  # the test's own fixtures are torn down first
+    if "engine" not in getattr(item, "fixturenames", ()):
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1 :] if nextitem is not None else []
+    if not any("engine" in getattr(other, "fixturenames", ()) for other in later):
+        from tests.container.session import release_engine
+
+        release_engine()

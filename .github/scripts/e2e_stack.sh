@@ -92,12 +92,10 @@ start() {
     rest POST environments "{\"project_id\": \"$project\", \"env_id\": \"$environment\"}" >/dev/null
 
     # A container on that network must get through the forwarder before the Action is run; the
-    # probe uses the image ci.yml just built (a Python with nothing else to pull).
-    docker run --rm --network "$network" --entrypoint python \
-        -e PROBE_URL="http://$gateway:$forward_port/rest/v1/" odooops-action:ci \
-        -c 'import os, urllib.request; urllib.request.urlopen(os.environ["PROBE_URL"], timeout=10)' \
-        2>"$state_dir/probe.log" || grep -q "HTTP Error" "$state_dir/probe.log" \
-        || { cat "$state_dir/probe.log"; die "a container on $network cannot reach http://$gateway:$forward_port"; }
+    # probe is bash's /dev/tcp in an image the job already has (E2E_PROBE_IMAGE).
+    docker run --rm --network "$network" --entrypoint bash "${E2E_PROBE_IMAGE:?set E2E_PROBE_IMAGE}" \
+        -c 'exec 3<>"/dev/tcp/$0/$1"' "$gateway" "$forward_port" 2>"$state_dir/probe.log" \
+        || { cat "$state_dir/probe.log"; die "a container on $network cannot reach $gateway:$forward_port"; }
 
     {
         echo "E2E_SUPABASE_URL=http://$gateway:$forward_port"

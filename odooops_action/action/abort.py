@@ -1,9 +1,16 @@
 """Cancel the remote run the moment the workflow is cancelled, and leave a note for the post step.
 
-When a job is cancelled the runner sends SIGINT to the container's PID 1 (our entry point), then
-SIGTERM 7.5 s later, and kills it 2.5 s after that. The signal handler only sets ``stop``; this
-watcher, a thread of its own, then sends ONE cancel request with a short timeout through a fresh
-store, so that a poll stuck in flight on the main path cannot delay it.
+When a job is cancelled, actions/runner sends SIGINT to the ``docker run`` client, which passes it
+on to the container's PID 1 (our entry point); if the client is still there 7.5 s later it gets
+SIGTERM (passed on too), and 2.5 s after that the runner kills the CLIENT only
+(``killProcessOnCancel: false``): the container itself is never killed and may outlive the step,
+but the step's file commands (outputs, state, summary) are read the moment the client exits. So
+everything must be cancelled and written within 7.5 s of SIGINT.
+
+The signal handler only sets ``stop``. A request in flight on the main path is abandoned at once
+(:class:`~odooops_action.action.runtime.StoppableStore`), and this watcher, a thread of its own,
+sends ONE cancel request with a short timeout through a fresh store that ``stop`` does not
+interrupt.
 
 State handshake with the post step (``GITHUB_STATE``, read back as ``STATE_<name>``):
 ``should_cancel=true`` is saved when the wait starts; ``should_cancel=false`` once the wait ended

@@ -105,7 +105,8 @@ def follow_run(ctx: ActionContext, store: RunStore, run_id: str) -> int:
 
 def _canceller(ctx: ActionContext, run_id: str) -> AbortCanceller:
     def cancel() -> CancelReport:
-        store = ctx.open_store(ABORT_CANCEL_TIMEOUT_SECONDS, ABORT_CANCEL_RETRIES)
+        # Not stoppable: it runs BECAUSE the step was stopped.
+        store = ctx.open_store(ABORT_CANCEL_TIMEOUT_SECONDS, ABORT_CANCEL_RETRIES, interruptible=False)
         try:
             reason = "the GitHub workflow was cancelled while waiting"
             return cancel_safely(store, run_id, reason=reason, cancelled_by=ctx.identity)
@@ -242,6 +243,7 @@ def _summary(ctx: ActionContext, followed: Followed) -> str:
 
 def _publish_check(ctx: ActionContext, run: Run, followed: Followed, markdown: str) -> None:
     from odooops_action.github.checks import conclusion_for, publish_check_run
+    from odooops_action.github.context import pull_request_from_fork
 
     token = ctx.settings.github_token
     repository = ctx.github.repository
@@ -261,6 +263,7 @@ def _publish_check(ctx: ActionContext, run: Run, followed: Followed, markdown: s
         followed.report.check_annotations,
         details_url=ctx.github.run_url,
         api_url=ctx.github.api_url,
+        from_fork=pull_request_from_fork(ctx.environ),
     )
     if result.degraded_reason:
         ctx.commands.warning(result.degraded_reason, title="Check run not created")

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from odooops_action.action.isolation import drop_missing_ca_paths
 from odooops_action.action.settings import ActionSettings, InvalidInputsError, read_inputs, secret_values
 from odooops_action.errors import OdooOpsError
 from odooops_action.github.commands import WorkflowCommands
@@ -33,6 +34,9 @@ def main(environ: Mapping[str, str] = os.environ, stage: Stage = "main") -> int:
     secrets = secret_values(read_inputs(environ), environ)
     for secret in secrets:
         commands.mask(secret)
+    if environ is os.environ:  # HTTP clients read these from the process environment themselves
+        for warning in drop_missing_ca_paths(os.environ):
+            commands.warning(warning, title="OdooOps ignored a certificate path")
     if stage == "post":
         from odooops_action.action.post import run_post
 

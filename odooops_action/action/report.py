@@ -11,7 +11,9 @@ Annotations: events whose level is in ``annotate_levels`` (status events excepte
 verdict already says how the run ended) become workflow-command annotations at once, up to
 GitHub's 10 per level and step minus :data:`RESERVED_FOR_STEP` (GitHub keeps the FIRST 10, so the
 step's own ``::error`` verdict or check-run warning, written after the stream, needs a free
-slot); the rest are counted (the summary says how many) and stay plain log lines. They are also
+slot) and, for errors, minus the slot kept for the runner's own cancel/timeout error
+(:data:`~odooops_action.github.commands.RESERVED_FOR_RUNNER`): 9 warnings, 8 errors. The rest are
+counted (the summary says how many) and stay plain log lines. They are also
 kept, up to :data:`MAX_CHECK_ANNOTATIONS`, for a check run.
 
 Memory stays bounded whatever the run sends (a million events, a 10 MB message): every level is
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from odooops_action.action.runtime import StopRequested
 from odooops_action.errors import OdooOpsError
 from odooops_action.github.annotations import Annotation, annotation_from_event
 from odooops_action.github.commands import ANNOTATION_LEVELS, AnnotationLevel, WorkflowCommands
@@ -144,6 +147,8 @@ class LogReporter:
         self._flush()
 
     def on_poll_error(self, error: Exception) -> None:
+        if isinstance(error, StopRequested):  # not a failure: the step is being stopped
+            return
         self._flush()
         message = error.message if isinstance(error, OdooOpsError) else str(error)  # no "Retry later" hint
         self._commands.info(f"Polling failed, retrying until the timeout: {message}")
@@ -207,7 +212,7 @@ class LogReporter:
         else:
             report.check_annotations_dropped += 1
         level = _COMMAND_LEVEL[event.level]
-        if self._commands.emitted[level] >= self._commands.per_level_limit - RESERVED_FOR_STEP:
+        if self._commands.emitted[level] >= self._commands.limit(level) - RESERVED_FOR_STEP:
             # The line is already in the log: count it for the summary instead of repeating it.
             report.suppressed[level] += 1
             return

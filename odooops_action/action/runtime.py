@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from odooops_action.action.settings import ActionSettings
 from odooops_action.domain import artifact_url
-from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError
+from odooops_action.errors import OdooOpsError, RunNotFoundError, StateConflictError, TransientError
 from odooops_action.github.commands import WorkflowCommands
 from odooops_action.github.context import GitHubContext
 from odooops_action.github.files import FileCommands
@@ -19,9 +19,13 @@ from odooops_action.store.base import RunStore
 if TYPE_CHECKING:  # pydantic models: imported when a response is parsed, not at start-up
     from odooops_action.models import Artifact, Run
 
+_T = TypeVar("_T")
 
 # The request timeout of ordinary calls, and of the one cancel sent when the workflow is
-# cancelled (the runner sends SIGTERM 7.5 s after SIGINT and kills 2.5 s later).
+# cancelled. The runner sends SIGINT to the `docker run` client (which passes it on to our PID 1),
+# SIGTERM 7.5 s later, and kills the CLIENT 2.5 s after that; the container is not killed, but the
+# step's file commands (outputs, summary, state) are read as soon as the client is gone. So the
+# cancel, the outputs and the summary must all be done within 7.5 s of SIGINT.
 REQUEST_TIMEOUT_SECONDS = 10.0
 REQUEST_RETRIES = 3
 ABORT_CANCEL_TIMEOUT_SECONDS = 3.0
@@ -76,14 +80,20 @@ class ActionContext:
     store_opener: StoreOpener = open_rest_store
 
     def open_store(
-        self, timeout_seconds: float = REQUEST_TIMEOUT_SECONDS, max_retries: int = REQUEST_RETRIES
+        self,
+        timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+        max_retries: int = REQUEST_RETRIES,
+        *,
+        interruptible: bool = True,
     ) -> RunStore:
+        """The store; unless told otherwise, ``stop`` abandons a call in flight (:class:`StoppableStore`)."""
         key = self.settings.supabase_key.get_secret_value()
         settings = self.settings
         token = settings.token.get_secret_value() if settings.token else None
-        return self.store_opener(
+        store = self.store_opener(
             settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source, token=token
         )
+        return cast("RunStore", StoppableStore(store, self.stop)) if interruptible else store
 
     def redact(self, text: str) -> str:
         """``text`` without any secret (a remote event could quote one; summaries are not masked)."""
@@ -160,3 +170,65 @@ def _current(store: RunStore, run_id: str) -> Run | None:
         return store.poll_run(run_id, max_events=0).run
     except OdooOpsError:
         return None
+
+
+class StopRequested(TransientError):
+    """The step was stopped while a request was in flight; the request was abandoned, not awaited."""
+
+
+class StoppableStore:
+    """A :class:`RunStore` proxy whose calls end as soon as ``stop`` is set, even with a request in flight.
+
+    A poll stuck on a slow server can take a request timeout times the attempts (10 s x 4); the
+    runner gives the step 7.5 s after SIGINT. Each call runs in a daemon thread; the caller waits
+    for its answer or for ``stop``, whichever comes first, and on ``stop`` gets :class:`StopRequested`
+    (a :class:`TransientError`, so the wait loop treats it like a failed poll and then sees ``stop``).
+    The abandoned request ends on its own or with the process; its answer is dropped.
+    """
+
+    def __init__(self, store: RunStore, stop: threading.Event, check_interval: float = 0.02) -> None:
+        self._store = store
+        self._stop = stop
+        self._check_interval = check_interval
+        self._abandoned = False
+
+    def _call(self, name: str, call: Callable[[], _T]) -> _T:
+        if self._stop.is_set():
+            raise StopRequested(f"The step was stopped before ops.{name} was sent.")
+        answers: list[tuple[bool, object]] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                answers.append((True, call()))
+            except BaseException as exc:  # handed to the caller's thread
+                answers.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"odooops-{name}", daemon=True).start()
+        while not done.wait(self._check_interval):
+            if self._stop.is_set():
+                self._abandoned = True
+                raise StopRequested(f"The step was stopped while ops.{name} was in flight; it was abandoned.")
+        ok, value = answers[0]
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        return value  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        """Each operation of the wrapped store, made stoppable (whatever the interface's signatures)."""
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def stoppable(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, lambda: attribute(*args, **kwargs))
+
+        return stoppable
+
+    def close(self) -> None:
+        # A request still in flight owns the connection: leave it to the end of the process.
+        if not self._abandoned:
+            self._store.close()

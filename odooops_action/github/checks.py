@@ -6,8 +6,10 @@ work that is still going on. The first 50 annotations go with the creation; the 
 ``PATCH`` updates of at most 50 each, which GitHub appends.
 
 Nothing here raises for an API failure. A 403 or 404 (a token without ``checks: write``, or the
-read-only token of a pull request from a fork) yields ``degraded_reason``, a warning ready to
-print; the caller then relies on workflow-command annotations. Other failures yield ``error``.
+read-only token of a pull request from a fork: GitHub answers 403 "Resource not accessible by
+integration" to both) yields ``degraded_reason``, a warning ready to print, which names the cause
+when the caller knows whether the run is for a fork's pull request and states both otherwise; the
+caller then relies on workflow-command annotations. Other failures yield ``error``.
 No message ever contains the token.
 """
 
@@ -119,20 +121,39 @@ def _api_message(exc: GithubException, token: str) -> str:
     return " ".join(_scrub(text, token).split())[:500]
 
 
-def _explain(exc: GithubException, name: str, repository: str, token: str) -> tuple[str | None, str]:
+_FORK_EXPLANATION = (
+    "on a pull request from a fork, GITHUB_TOKEN is read-only whatever the workflow's `permissions:` "
+    "say, so no check run can be created there"
+)
+_GRANT = (
+    f"grant the job:\n\n{PERMISSIONS_SNIPPET}\n\n"
+    "(Listing permissions replaces the defaults: keep the ones the job already needs.)"
+)
+
+
+def _forbidden(name: str, message: str, from_fork: bool | None) -> str:
+    head = f"Could not create check run {name!r}: GitHub answered 403 ({message})"
+    tail = "The annotations were written to the job log instead."
+    if from_fork:
+        return f"{head}: this workflow runs for a pull request from a fork: {_FORK_EXPLANATION}. {tail}"
+    if from_fork is False:
+        return f"{head}: the token lacks the `checks: write` permission. {tail} To get a check run, {_GRANT}"
+    return (
+        f"{head}. Either the token lacks the `checks: write` permission (then {_GRANT}), or this is a pull "
+        f"request from a fork: {_FORK_EXPLANATION}. {tail}"
+    )
+
+
+def _explain(
+    exc: GithubException, name: str, repository: str, token: str, from_fork: bool | None = None
+) -> tuple[str | None, str]:
     """``(degraded_reason, error)``: exactly one of them is meaningful."""
     status, message = exc.status, _api_message(exc, token)
     lowered = message.lower()
     if status == 429 or (status == 403 and "rate limit" in lowered):
         return None, f"Could not publish check run {name!r}: GitHub rate limit ({status}: {message})."
     if status == 403:
-        return (
-            f"Could not create check run {name!r}: GitHub answered 403 ({message}). The token lacks the "
-            "`checks: write` permission, so the annotations were written to the job log instead. "
-            f"To get a check run, grant it to the job:\n\n{PERMISSIONS_SNIPPET}\n\n"
-            "(Listing permissions replaces the defaults: keep the ones the job already needs.)",
-            "",
-        )
+        return _forbidden(name, message, from_fork), ""
     if status == 404:
         return (
             f"Could not create check run {name!r}: GitHub answered 404 ({message}) for {repository}. "
@@ -192,6 +213,7 @@ def publish_check_run(  # noqa: PLR0917 - the positional order is the documented
     max_annotations: int = DEFAULT_MAX_ANNOTATIONS,
     timeout: int = 15,
     seconds_between_writes: float | None = 1.0,
+    from_fork: bool | None = None,
 ) -> CheckRunResult:
     """Create a completed check run with its annotations; never raises for API or network errors."""
     from github import Auth, Github, GithubException
@@ -229,7 +251,7 @@ def publish_check_run(  # noqa: PLR0917 - the positional order is the documented
                 progress.check.edit(output=batch_output)
             progress.sent += len(batch)
     except GithubException as exc:
-        degraded, error = _explain(exc, name, repository, token)
+        degraded, error = _explain(exc, name, repository, token, from_fork)
         return progress.result(dropped, degraded=_scrub(degraded or "", token), error=_scrub(error, token))
     except Exception as exc:  # a network failure must not fail the action
         error = f"Could not publish check run {name!r}: {type(exc).__name__}: {exc}"

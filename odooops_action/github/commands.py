@@ -46,8 +46,16 @@ from actions_toolkit.command import escape_data, escape_property
 
 AnnotationLevel = Literal["notice", "warning", "error"]
 ANNOTATION_LEVELS: tuple[AnnotationLevel, ...] = ("notice", "warning", "error")
-# GitHub keeps at most this many annotations of each level per step.
+# GitHub keeps at most this many annotations of each level per step (the first ones).
 ANNOTATIONS_PER_LEVEL = 10
+# When a job is cancelled or times out, the runner adds an error annotation of its own to the step
+# ("The operation was canceled."): one error slot is always left free for it.
+RESERVED_FOR_RUNNER: dict[str, int] = {"error": 1}
+# The runner cuts an annotation's message at 4,096 characters (.NET string length: UTF-16 code
+# units; ExecutionContext._maxIssueMessageLength). Longer messages are cut here, with a note, after
+# the full text has been written to the log.
+MAX_ANNOTATION_MESSAGE_CHARS = 4096
+_CUT_NOTE = "… (cut at 4,096 characters: the full text is in the log above)"
 
 _ANSI_ESCAPE = re.compile(
     r"""
@@ -150,6 +158,21 @@ def _clean_property(value: str | int) -> str:
     return str(escape_property(strip_controls(text, keep_newlines=True)))
 
 
+def _utf16_length(text: str) -> int:
+    """The length .NET sees: characters outside the BMP (emoji) count twice."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _cut_utf16(text: str, units: int) -> str:
+    """The longest prefix of ``text`` of at most ``units`` UTF-16 code units."""
+    total = 0
+    for index, ch in enumerate(text):
+        total += 2 if ord(ch) > 0xFFFF else 1
+        if total > units:
+            return text[:index]
+    return text
+
+
 class WorkflowCommands:
     """Writes workflow commands and log lines to one stream, whole lines, flushed after every call.
 
@@ -233,6 +256,10 @@ class WorkflowCommands:
 
     # --- annotations -----------------------------------------------------------------------------
 
+    def limit(self, level: AnnotationLevel) -> int:
+        """How many annotations of ``level`` this step may emit (the runner's own error excepted)."""
+        return self.per_level_limit - RESERVED_FOR_RUNNER.get(level, 0)
+
     def annotate(
         self,
         level: AnnotationLevel,
@@ -248,11 +275,16 @@ class WorkflowCommands:
         if level not in ANNOTATION_LEVELS:
             raise ValueError(f"unknown annotation level {level!r}")
         with self._lock:
-            if self.emitted[level] >= self.per_level_limit:
+            if self.emitted[level] >= self.limit(level):
                 self.suppressed[level] += 1
-                prefix = f"{level.capitalize()} (not annotated: {self.per_level_limit} per step shown)"
+                prefix = f"{level.capitalize()} (not annotated: {self.limit(level)} per step shown)"
                 self.info(f"{prefix}: {title}: {message}" if title else f"{prefix}: {message}")
                 return False
+            if _utf16_length(message) > MAX_ANNOTATION_MESSAGE_CHARS:
+                self.info(f"{level.capitalize()} (full text of the annotation that follows): {message}")
+                message = (
+                    _cut_utf16(message, MAX_ANNOTATION_MESSAGE_CHARS - _utf16_length(_CUT_NOTE)) + _CUT_NOTE
+                )
             properties: dict[str, str | int] = {}
             if title:
                 properties["title"] = title

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 _TOKEN_VARIABLES = ("INPUT_GITHUB_TOKEN", "INPUT_GITHUB-TOKEN", "GITHUB_TOKEN")
+_PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_review", "pull_request_review_comment"})
 
 
 def _positive_int(text: str | None, default: int) -> int:
@@ -77,3 +79,20 @@ class GitHubContext:
         at = path.find("@refs/")
         path = path[:at] if at >= 0 else path.rpartition("@")[0] or path
         return path or None
+
+
+def pull_request_from_fork(environ: Mapping[str, str]) -> bool | None:
+    """Whether the workflow runs for a pull request whose head is another repository (a fork).
+
+    Such runs get a read-only ``GITHUB_TOKEN`` whatever ``permissions:`` says. None when the event
+    payload (``GITHUB_EVENT_PATH``) cannot tell.
+    """
+    if environ.get("GITHUB_EVENT_NAME") not in _PULL_REQUEST_EVENTS:
+        return False
+    try:
+        with open(environ.get("GITHUB_EVENT_PATH", ""), encoding="utf-8") as handle:
+            pull_request = json.load(handle)["pull_request"]
+        head, base = pull_request["head"]["repo"], pull_request["base"]["repo"]
+        return bool(head is None or head["full_name"] != base["full_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

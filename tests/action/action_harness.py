@@ -153,7 +153,8 @@ class StepResult:
 
     @property
     def runner(self) -> RunnerModel:
-        return RunnerModel().feed(self.stdout)
+        """The runner reads workflow commands from stdout AND stderr (tests/container keeps their order)."""
+        return RunnerModel().feed(self.stdout).feed(self.stderr)
 
     def commands(self, name: str) -> list[Command]:
         return [command for command in self.runner.processed if command.name.lower() == name]

@@ -1,8 +1,12 @@
-"""Workflow cancellation with real signals to a real entry-point process, and the post step's fallback.
+"""Workflow cancellation with real signals to the entry point run as a plain process, and the post step.
 
-The runner sends SIGINT, then SIGTERM 7.5 s later, then kills the process tree 2.5 s after that.
-The remote run must be cancelled well inside that window, and the post step must cancel it when
-the main step could not (here: killed outright with SIGKILL).
+In a job the runner signals the ``docker run`` client, which passes SIGINT (and, 7.5 s later,
+SIGTERM) on to our PID 1; 2.5 s after that it kills the CLIENT only, never the container. Here the
+entry point gets the signals directly, which is what the client's forwarding delivers;
+tests/container rehearses the whole sequence with a real container and client. The remote run must
+be cancelled well inside the 7.5 s window. The post step cancels when the main step could not: its
+container was killed (OOM, the runner host lost), which ends our process without any signal we
+can handle — SIGKILL here.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from typing import Any
 
 import psycopg
 from action_harness import POST_ENTRYPOINT, FakeWorker, Workspace, queue_run, run_row, wait_until
+
+from tests.devstack import DevStack
+from tests.devstack.faults import Fault
 
 RUNNER_GRACE_SECONDS = 7.5
 RUNNER_KILL_AFTER_SECONDS = 2.5
@@ -106,7 +113,7 @@ def test_post_step_cancels_when_the_main_step_was_killed(
     step = workspace.start(inputs)
     step.wait_for_output("Waiting up to")
 
-    step.process.kill()  # no chance to cancel: SIGKILL
+    step.process.kill()  # its container killed (OOM, host lost): no chance to cancel
     main = step.finish(timeout=5)
     run_id = main.outputs["run_id"]
     assert main.state == {"run_id": run_id, "should_cancel": "true"}
@@ -141,3 +148,31 @@ def test_post_step_after_a_run_that_ended_does_nothing(
 
     assert post.exit_code == 0
     assert run_row(db, run_id)["status"] == "queued"
+
+
+def test_sigint_abandons_a_poll_stuck_in_the_server(
+    *,
+    workspace: Workspace,
+    connection: dict[str, str],
+    project: str,
+    devstack: DevStack,
+    db: psycopg.Connection[Any],
+) -> None:
+    """A poll in flight does not hold the step: it is abandoned, the run cancelled, everything written."""
+    run_id = queue_run(db, project)
+    step = workspace.start(wait_inputs(connection, run_id))
+    step.wait_for_output("Waiting up to")
+    faults = devstack.server.faults
+    faults.push(Fault.delay(20_000, path=r"rpc/poll_run(_delta)?$", times=1))
+    wait_until(lambda: not faults.pending(), timeout=10)  # the next poll is stuck in the server
+
+    step.signal(signal.SIGINT)
+    result = step.finish(timeout=RUNNER_GRACE_SECONDS)  # the runner's window: else the files are lost
+
+    assert result.exit_code == 1
+    assert run_row(db, run_id)["status"] == "cancelled"
+    assert result.outputs["outcome"] == "interrupted"
+    assert result.outputs["status"] == "cancelled"
+    assert result.state["should_cancel"] == "false"
+    assert "cancelled" in result.summary
+    assert "Polling failed" not in result.stdout  # an abandoned poll is not a failure to report

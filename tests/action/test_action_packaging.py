@@ -37,7 +37,10 @@ def test_manifest_runs_the_image_with_a_post_step() -> None:
     assert "entrypoint" not in runs  # the image's ENTRYPOINT runs the main step
     assert runs["post-entrypoint"] == "/opt/odooops/post_entrypoint.py"
     assert runs["post-if"] == "always()"
-    assert POST_ENTRYPOINT.read_text().startswith("#!/usr/local/bin/python")
+    # The image's ENTRYPOINT and the runner's --entrypoint both execute the scripts: their #! lines
+    # carry the interpreter's isolation flags (odooops_action/action/isolation.py).
+    for script in (ENTRYPOINT, POST_ENTRYPOINT):
+        assert script.read_text().splitlines()[0] == "#!/usr/local/bin/python -Esu"
 
 
 def test_every_input_and_output_is_documented() -> None:
@@ -66,7 +69,7 @@ def test_dockerfile_shape() -> None:
     assert base.split(":")[1].startswith(".".join(map(str, sys.version_info[:2])))
     (entrypoint,) = [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"]
     command = json.loads(entrypoint)  # exec form
-    assert command == ["/usr/local/bin/python", "/opt/odooops/entrypoint.py"]
+    assert command == ["/opt/odooops/entrypoint.py"]  # its #! line: python -Esu
     env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
@@ -235,3 +238,28 @@ def test_main_in_process_queues_a_run(
     row = db.execute("select workflow_type from ops.runs where run_id = %s", (run_id.group(1),)).fetchone()
     assert row == ("test",)
     assert f"Queued run {run_id.group(1)}" in capsys.readouterr().out
+
+
+def test_python_variables_of_the_job_do_not_reach_the_entry_point(
+    workspace: Workspace, connection: dict[str, str], project: str, tmp_path: Path
+) -> None:
+    """The runner passes the job's whole env context in: its PYTHON* variables are for other Pythons."""
+    fake = tmp_path / "workspace-src"
+    (fake / "httpx").mkdir(parents=True)
+    (fake / "httpx" / "__init__.py").write_text('raise ImportError("the workspace\'s own httpx")\n')
+    (fake / "pydantic.py").write_text('raise ImportError("the workspace\'s own pydantic")\n')
+    hostile = {
+        "PYTHONPATH": str(fake),
+        "PYTHONWARNINGS": "error",
+        "PYTHONSAFEPATH": "",
+        "SSL_CERT_FILE": str(tmp_path / "no-such-ca.pem"),  # read from the process environment by httpx
+    }
+    inputs = {**connection, "mode": "create", "project_id": project, "workflow_type": "build"}
+
+    result = workspace.run(inputs, extra=hostile)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.outputs["outcome"] == "queued"
+    (warning,) = result.annotations("warning")
+    assert "SSL_CERT_FILE=" in warning.data
+    assert "does not exist in the Action's container" in warning.data

@@ -1,14 +1,15 @@
 """A rehearsal of ci.yml's `action` job on this machine, from the workflow file itself.
 
-The job cannot run here (no Docker, no runner), so this test plays the runner: it reads the job's
-steps from ci.yml, evaluates their `${{ }}` expressions, runs the `run:` steps that drive the
-stack with bash and the `uses: ./` steps as actions/runner runs a container action (INPUT_* from
-action.yml's inputs and the step's `with:`, file-command files, then the post entry points at the
-end of the job). Three things are replaced: the image build, the Docker CLI (a fake `docker`
-that reports a gateway of 127.0.0.1 and runs the probe on the host) and the job's `postgres`
-service (a database of the service's name created on the test session's PostgreSQL, whose port
-stands for the service's). Everything else is real: the stack on that database, the TCP
-forwarder, the worker, the Action, and the job's own verify step.
+This test plays the runner: it reads the job's steps from ci.yml, evaluates their `${{ }}`
+expressions, runs the `run:` steps that drive the stack with bash, and the `uses: ./` steps as
+actions/runner runs a container action — in a real Docker engine (tests/container), on a job
+network created like the runner's (`github_network_<id>`), with the image built from the
+Dockerfile, then the post entry points at the end of the job. The scripts' `docker` is the real
+client talking to that engine. One thing is replaced: the job's `postgres` service (a database of
+the service's name created on the test session's PostgreSQL, whose port stands for the service's),
+and with it the probe's image (the service's image cannot be pulled here: the Action's image, which
+has bash too, stands in). Everything else is real: the stack on that database, the TCP forwarder on
+the network's gateway, the worker, the Action in its container, and the job's own verify step.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+
+from tests.action.action_harness import FakeGitHub
+from tests.container.engine import DOCKER, Engine
+from tests.container.runner import RunnerJob, StepOutcome
+from tests.container.session import INSTANCE_LABEL
 
 yaml = pytest.importorskip("yaml")
 
@@ -40,45 +45,7 @@ SERVICE_PORT = re.compile(r"^job\.services\.(\w+)\.ports\[['\"]?(\d+)['\"]?\]$")
 JOB_NETWORK = "github_network_0d3c5a7e9b1f4d2a8c6e0b3f5a7d9c1e"
 RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{7}(-\d+)?$")
 # What the runner image and earlier steps provide; the rehearsal starts after them.
-SETUP_STEPS = {
-    "Check out",
-    "Set up Python",
-    "Install the project (.venv)",
-    "Build the image the Action runs",
-}
-
-FAKE_DOCKER = r"""#!/usr/bin/env bash
-# Stands in for the Docker CLI: the job network's gateway is this host's loopback, and
-# `docker run` of the CI image runs the command on the host.
-set -euo pipefail
-printf '%s\n' "$*" >>"$FAKE_DOCKER_LOG"
-if [[ "${1:-} ${2:-}" == "network inspect" ]]; then
-    [[ "${3:-}" == "$FAKE_DOCKER_NETWORK" ]] \
-        || { echo "Error response from daemon: network ${3:-} not found" >&2; exit 1; }
-    echo 127.0.0.1
-    exit 0
-fi
-if [[ "${1:-}" == run ]]; then
-    shift
-    entrypoint="" envs=()
-    while (($#)); do
-        case "$1" in
-            --rm) shift ;;
-            --network) shift 2 ;;
-            --entrypoint) entrypoint="$2"; shift 2 ;;
-            -e) envs+=("$2"); shift 2 ;;
-            -*) echo "fake docker: unknown option $1" >&2; exit 125 ;;
-            *) break ;;
-        esac
-    done
-    [[ "$1" == odooops-action:ci ]] || { echo "fake docker: no image $1" >&2; exit 125; }
-    shift
-    [[ "$entrypoint" == python ]] && entrypoint="$FAKE_DOCKER_PYTHON"
-    exec env "${envs[@]}" "$entrypoint" "$@"
-fi
-echo "fake docker: unsupported command: $*" >&2
-exit 125
-"""
+SETUP_STEPS = {"Check out", "Set up Python", "Install the project (.venv)"}
 
 
 def free_port() -> int:
@@ -110,9 +77,18 @@ class Job:
     """The contexts a step sees (github, env, steps) and the runner's handling of a step."""
 
     def __init__(
-        self, workflow: dict[str, Any], job: dict[str, Any], root: Path, service_ports: dict[str, str]
+        self,
+        workflow: dict[str, Any],
+        job: dict[str, Any],
+        root: Path,
+        service_ports: dict[str, str],
+        *,
+        engine: Engine,
+        image: str,
     ) -> None:
         self.root = root
+        self.engine = engine
+        self.image = image
         self.service_ports = service_ports  # "<service>:<container port>" -> host port
         self.github = {
             "workspace": str(REPO_ROOT),
@@ -128,7 +104,7 @@ class Job:
         self.env.update(self.render_all(workflow.get("env", {})))
         self.env.update(self.render_all(job.get("env", {})))
         self.outputs: dict[str, dict[str, str]] = {}
-        self.posts: list[tuple[dict[str, str], dict[str, str]]] = []
+        self.posts: list[tuple[RunnerJob, dict[str, str], StepOutcome]] = []
         self.transcript: list[str] = []
         self.counter = 0
 
@@ -189,9 +165,7 @@ class Job:
             "GITHUB_JOB": "action",
             "GITHUB_ACTION": step_id,
             "RUNNER_TEMP": str(self.root / "runner_temp"),
-            "FAKE_DOCKER_LOG": str(self.root / "docker.log"),
-            "FAKE_DOCKER_PYTHON": sys.executable,
-            "FAKE_DOCKER_NETWORK": JOB_NETWORK,
+            "DOCKER_HOST": self.engine.host,
             **self.env,
             **self.file_commands(),
         }
@@ -207,6 +181,8 @@ class Job:
 
     def run_step(self, step: dict[str, Any]) -> None:
         env = {**self.base_env(step.get("id", "run")), **self.render_all(step.get("env", {}))}
+        if "E2E_PROBE_IMAGE" in env:  # the service's image cannot be pulled here
+            env["E2E_PROBE_IMAGE"] = self.image
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
             cwd=REPO_ROOT,
@@ -219,44 +195,42 @@ class Job:
         self.finish(step, env, done)
 
     def action_inputs(self, given: Mapping[str, Any]) -> dict[str, str]:
+        """Every declared input, given or defaulted, evaluated in this job's contexts."""
         declared: dict[str, Any] = yaml.safe_load(ACTION_YML.read_text())["inputs"]
         assert set(given) <= set(declared), f"inputs not in action.yml: {set(given) - set(declared)}"
-        values = {
+        return {
             name: self.render(given.get(name, spec.get("default", ""))) for name, spec in declared.items()
         }
-        return {f"INPUT_{name.upper()}": value for name, value in values.items()}
+
+    def container(self, step_id: str) -> RunnerJob:
+        """The runner's side of a `uses: ./` step: this job's contexts, its network, the image."""
+        github = FakeGitHub(
+            repository=self.github["repository"],
+            run_id=self.github["run_id"],
+            run_attempt=self.github["run_attempt"],
+            job="action",
+            action=step_id,
+            sha=self.github["sha"],
+            ref_name=self.github["ref_name"],
+            token=self.github["token"],
+        )
+        root = self.root / "containers" / step_id
+        return RunnerJob(
+            self.engine, self.image, root, github=github, env_context=self.env, network=JOB_NETWORK
+        )
 
     def uses_step(self, step: dict[str, Any]) -> None:
-        env = {**self.base_env(step["id"]), **self.action_inputs(step.get("with", {}))}
-        done = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "entrypoint.py")],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=360,
-            check=False,
-        )
-        self.finish(step, env, done)
-        self.posts.append((env, read_file_command(Path(env["GITHUB_STATE"]))))
+        inputs = self.action_inputs(step.get("with", {}))
+        runner = self.container(step["id"])
+        outcome = runner.run(inputs, timeout=360)
+        self.transcript.append(f"--- {step['name']} (exit {outcome.exit_code})\n{outcome.text}")
+        assert outcome.exit_code == 0, "\n".join(self.transcript)
+        self.outputs[step["id"]] = outcome.outputs
+        self.posts.append((runner, inputs, outcome))
 
-    def post_steps(self) -> list[subprocess.CompletedProcess[str]]:
-        """The post entry points, in reverse order, each with its main step's STATE_* values."""
-        results = []
-        for env, state in reversed(self.posts):
-            post_env = {**env, **{f"STATE_{name}": value for name, value in state.items()}}
-            results.append(
-                subprocess.run(
-                    [sys.executable, str(REPO_ROOT / "post_entrypoint.py")],
-                    cwd=REPO_ROOT,
-                    env=post_env,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-            )
-        return results
+    def post_steps(self) -> list[StepOutcome]:
+        """The post steps, in reverse order: new containers, each with its main step's STATE_* values."""
+        return [runner.run_post(main, inputs) for runner, inputs, main in reversed(self.posts)]
 
 
 @pytest.fixture
@@ -265,10 +239,23 @@ def job_root(tmp_path: Path) -> Path:
         pytest.skip("the job's scripts use .venv/bin/python (make setup)")
     for directory in ("bin", "home", "runner_temp"):
         (tmp_path / directory).mkdir()
-    docker = tmp_path / "bin" / "docker"
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(0o755)
+    # The runner image's `docker`: the client of the engine (another client may be first on PATH).
+    (tmp_path / "bin" / "docker").symlink_to(DOCKER)
     return tmp_path
+
+
+@pytest.fixture
+def job_network(engine: Engine) -> Iterator[str]:
+    """The network actions/runner creates for a job with services; its gateway is this host."""
+    engine.docker("network", "rm", JOB_NETWORK, timeout=60)  # left by an interrupted session
+    engine.must("network", "create", "--label", INSTANCE_LABEL, JOB_NETWORK, timeout=60)
+    try:
+        yield engine.must(
+            "network", "inspect", JOB_NETWORK, "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+        ).strip()
+    finally:
+        engine.remove_containers(INSTANCE_LABEL)
+        engine.docker("network", "rm", JOB_NETWORK, timeout=60)
 
 
 def action_job() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -310,10 +297,12 @@ def test_the_rehearsal_covers_every_step_of_the_job() -> None:
 
 
 @pytest.mark.slow
-def test_the_action_job_passes_on_a_local_stack(job_root: Path, postgres_service: tuple[str, str]) -> None:
+def test_the_action_job_passes_on_a_local_stack(
+    job_root: Path, postgres_service: tuple[str, str], job_network: str, engine: Engine, image: str
+) -> None:
     service_dsn, service_port = postgres_service
     workflow, definition = action_job()
-    job = Job(workflow, definition, job_root, {"postgres:5432": service_port})
+    job = Job(workflow, definition, job_root, {"postgres:5432": service_port}, engine=engine, image=image)
     forward_port = free_port()
     job.env["E2E_FORWARD_PORT"] = str(forward_port)
     try:
@@ -330,12 +319,9 @@ def test_the_action_job_passes_on_a_local_stack(job_root: Path, postgres_service
         )
     transcript = "\n".join(job.transcript)
 
-    # The Action reached the stack through the forwarder on the gateway, not directly.
-    assert job.env["E2E_SUPABASE_URL"] == f"http://127.0.0.1:{forward_port}"
-    probes = [line for line in (job_root / "docker.log").read_text().splitlines() if line.startswith("run ")]
-    assert len(probes) == 1
-    assert f"--network {JOB_NETWORK}" in probes[0]
-    assert f"PROBE_URL=http://127.0.0.1:{forward_port}/rest/v1/" in probes[0]
+    # The Action, in its container on the job network, reached the stack through the forwarder on
+    # the network's gateway (the stack itself listens on the host's loopback only).
+    assert job.env["E2E_SUPABASE_URL"] == f"http://{job_network}:{forward_port}"
     # create wrote the run id; verify (the job's own step) checked statuses, events and artifacts.
     assert RUN_ID.match(job.outputs["create"]["run_id"])
     assert job.outputs["wait"]["outcome"] == "success"
@@ -356,9 +342,9 @@ def test_the_action_job_passes_on_a_local_stack(job_root: Path, postgres_service
     assert f"::add-mask::{key}" in transcript
     logs_step = next(entry for entry in job.transcript if entry.startswith("--- Logs of the stack"))
     assert key not in logs_step
-    assert "tcp_forward: 127.0.0.1:" in logs_step
+    assert f"tcp_forward: {job_network}:" in logs_step
 
     # The post steps run after the stack is gone: none of them has a run to cancel or a request to make.
     for post in job.post_steps():
-        assert post.returncode == 0, post.stdout + post.stderr
-        assert "::error" not in post.stdout
+        assert post.exit_code == 0, post.text
+        assert not post.annotations("error"), post.text

@@ -152,6 +152,19 @@ class TestDegradation:
         assert "permissions:\n  checks: write\n" in result.degraded_reason
         assert "job log" in result.degraded_reason
 
+    @pytest.mark.parametrize("from_fork", [True, False, None])
+    def test_403_names_the_cause_it_can_tell(self, fake: FakeGitHub, from_fork: bool | None) -> None:
+        fake.fail[CREATE] = (403, {"message": "Resource not accessible by integration"})
+        result = publish(fake, make_annotations(1), from_fork=from_fork)
+
+        reason = result.degraded_reason
+        assert reason is not None
+        assert "Resource not accessible by integration" in reason
+        assert "job log" in reason
+        # A fork's token is read-only: advising `checks: write` there cannot help.
+        assert ("fork" in reason) == (from_fork is not False)
+        assert ("checks: write" in reason) == (from_fork is not True)
+
     def test_404_explains_fork_pull_requests(self, fake: FakeGitHub) -> None:
         fake.fail[CREATE] = (404, {"message": "Not Found"})
         result = publish(fake, make_annotations(1))

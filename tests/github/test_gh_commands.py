@@ -127,15 +127,32 @@ class TestAnnotationLimit:
         results = {level: [commands.annotate(level, f"{level} {i}") for i in range(13)] for level in levels}
         commands.annotate("error", "::error::hostile after limit")
 
-        for level, emitted in results.items():
-            assert emitted == [True] * 10 + [False] * 3, level
-        assert commands.suppressed == {"error": 4, "warning": 3, "notice": 3}
-        assert commands.emitted == {"error": 10, "warning": 10, "notice": 10}
+        # One error slot stays free for the runner's own error when the job is cancelled or times out.
+        assert results["error"] == [True] * 9 + [False] * 4
+        assert results["warning"] == results["notice"] == [True] * 10 + [False] * 3
+        assert commands.suppressed == {"error": 5, "warning": 3, "notice": 3}
+        assert commands.emitted == {"error": 9, "warning": 10, "notice": 10}
         runner = RunnerModel().feed(out.getvalue())
         assert sorted({c.name for c in runner.processed}) == ["error", "notice", "warning"]
-        assert len(runner.processed) == 30
+        assert len(runner.processed) == 29
         assert any("error 12" in line for line in runner.plain)
         assert any("hostile after limit" in line for line in runner.plain)
+
+    def test_long_messages_are_cut_like_the_runner_with_the_full_text_in_the_log(self) -> None:
+        out = io.StringIO()
+        commands = WorkflowCommands(out)
+        message = "🚀" + "x" * 5000 + "THE END"  # the emoji is two UTF-16 code units for the runner
+
+        commands.error(message, title="OdooOps run failed")
+        commands.warning("short")
+
+        runner = RunnerModel().feed(out.getvalue())
+        (error,) = [c for c in runner.processed if c.name == "error"]
+        assert len(error.data.encode("utf-16-le")) // 2 <= 4096
+        assert error.data.startswith("🚀xxx")
+        assert error.data.endswith("the full text is in the log above)")
+        assert any(line.endswith("x" * 100 + "THE END") for line in runner.plain)  # kept in the log
+        assert [c.data for c in runner.processed if c.name == "warning"] == ["short"]
 
     def test_limit_is_configurable(self) -> None:
         commands = WorkflowCommands(io.StringIO(), per_level_limit=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from odooops_action.github.annotations import (
     emit_annotations,
 )
 from odooops_action.github.commands import WorkflowCommands
-from odooops_action.github.context import GitHubContext
+from odooops_action.github.context import GitHubContext, pull_request_from_fork
 from tests.github.gh_factories import make_event
 from tests.github.gh_runner_model import RunnerModel
 
@@ -166,8 +168,40 @@ class TestAnnotations:
         out = io.StringIO()
         commands = WorkflowCommands(out)
         annotations = [Annotation("failure", f"e{i}", "t", "a.py", i + 1, i + 1) for i in range(12)]
-        assert emit_annotations(commands, annotations) == 10
+        # 9 of GitHub's 10: the last error slot is the runner's, should the job be cancelled.
+        assert emit_annotations(commands, annotations) == 9
         processed = RunnerModel().feed(out.getvalue()).processed
-        assert [c.name for c in processed] == ["error"] * 10
+        assert [c.name for c in processed] == ["error"] * 9
         assert processed[0].properties == {"title": "t", "file": "a.py", "line": "1", "endLine": "1"}
-        assert commands.suppressed["error"] == 2
+        assert commands.suppressed["error"] == 3
+
+
+@pytest.mark.parametrize(
+    ("event_name", "payload", "expected"),
+    [
+        ("push", None, False),
+        (
+            "pull_request",
+            {"head": {"repo": {"full_name": "someone/shop"}}, "base": {"repo": {"full_name": "acme/shop"}}},
+            True,
+        ),
+        (
+            "pull_request",
+            {"head": {"repo": {"full_name": "acme/shop"}}, "base": {"repo": {"full_name": "acme/shop"}}},
+            False,
+        ),
+        ("pull_request", {"head": {"repo": None}, "base": {"repo": {"full_name": "acme/shop"}}}, True),
+        ("pull_request", "unreadable", None),
+    ],
+)
+def test_pull_request_from_fork(
+    tmp_path: Path, event_name: str, payload: object, expected: bool | None
+) -> None:
+    event = tmp_path / "event.json"
+    if payload == "unreadable":
+        event.write_text("{not json")
+    elif payload is not None:
+        event.write_text(json.dumps({"pull_request": payload}))
+    environ = {"GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event)}
+
+    assert pull_request_from_fork(environ) is expected
