@@ -5,13 +5,15 @@
     odooops destroy <run_id>                                                       (env_destroy.sh)
     odooops worker ...                                                             (the worker)
     odooops list | status | logs | retry | workers | doctor | selftest             (operators)
+    odooops token create|list|revoke ...                  (scoped project tokens, docs/SECURITY.md)
 
 stdout carries only the result a script captures (the run id, the artifact URL or ``success``,
 ``cancelled:<run_id>``); progress and errors go to stderr. Every argument is checked before any
 request is sent; a bad one exits 2. Any other error prints one line ``error: <message>`` and exits
 with the error's code (1 unless stated otherwise).
 
-Connection: ``SUPABASE_URL`` + ``SUPABASE_SERVICE_ROLE_KEY`` (REST) or ``DATABASE_URL``
+Connection: ``SUPABASE_URL`` + ``SUPABASE_SERVICE_ROLE_KEY`` (REST), or ``SUPABASE_URL`` +
+``SUPABASE_PUBLISHABLE_KEY`` + ``ODOOOPS_TOKEN`` (a scoped project token), or ``DATABASE_URL``
 (PostgreSQL), from the environment or ``./.env``. When both are configured REST is used; ``--rest``
 or ``--postgres`` force a choice and ``--database-url`` gives the PostgreSQL URL on the command line.
 """
@@ -70,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "worker":
         return _run_worker(arguments[1:])
+    if arguments and arguments[0] == "token":
+        from odooops_action import tokens
+
+        return tokens.main(arguments[1:])
     try:
         options = _build_parser().parse_args(arguments)
         handler: Handler = options.handler
@@ -126,6 +132,9 @@ def _build_parser() -> _Parser:
     destroy.set_defaults(handler=_destroy)
 
     commands.add_parser("worker", add_help=False, help="run a worker (see `odooops worker --help`)")
+    commands.add_parser(
+        "token", add_help=False, help="create, list, revoke project tokens (see `odooops token --help`)"
+    )
 
     from odooops_action.operator.commands import register as register_operator_commands
 

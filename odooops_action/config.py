@@ -6,11 +6,16 @@ variable counts as unset (a missing GitHub secret expands to ``""``), so it fall
 ``SUPABASE_SECRET_KEY``, then ``SUPABASE_KEY``; the environment wins over the file as a whole
 (a key exported in the shell is never shadowed by a differently named key in ``.env``).
 
+With a scoped project token (``ODOOOPS_TOKEN``, ``odooops_pat_…``, see docs/SECURITY.md) the key
+is the project's public one: ``SUPABASE_PUBLISHABLE_KEY`` or ``SUPABASE_ANON_KEY`` (a service key is
+accepted too). Requests then run as ``anon`` and the token, sent in the ``X-OdooOps-Token`` header,
+decides what they may do.
+
 ``SUPABASE_URL`` must be the project's base URL (``https://<project>.supabase.co``). A trailing
 ``/rest/v1`` is accepted and removed, because the dashboard shows the REST endpoint in that form
 and pasting it is the most common mistake; any other path is rejected.
 
-Neither the key nor the password of ``DATABASE_URL`` ever appears in a message or a ``repr``.
+Neither the key, the token nor the password of ``DATABASE_URL`` ever appears in a message or a ``repr``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_RETRIES = 3
 
 KEY_VARIABLES: tuple[str, ...] = ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SECRET_KEY", "SUPABASE_KEY")
+# The project's public keys, used together with a token.
+PUBLIC_KEY_VARIABLES: tuple[str, ...] = ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_ANON_KEY")
+# Names, not secrets.
+TOKEN_VARIABLE = "ODOOOPS_TOKEN"  # noqa: S105
+TOKEN_PREFIX = "odooops_pat_"  # noqa: S105
+TOKEN_HEADER = "X-OdooOps-Token"  # noqa: S105
+_TOKEN_BODY = re.compile(r"^[A-Za-z0-9_-]{20,200}$")
 _REST_SUFFIXES = ("/rest/v1", "/rest/v1/")
 _WHERE_TO_FIND_KEY = "Dashboard → Project Settings → API"
 _URL_EXAMPLE = "https://<project>.supabase.co"
@@ -51,14 +63,23 @@ class ConnectionSettings:
     max_retries: int = DEFAULT_MAX_RETRIES
     # Which variable the key came from, so that messages name the one the user must fix.
     key_variable: str = field(default=KEY_VARIABLES[0], compare=False)
+    # A scoped project token (odooops_pat_…), sent in the X-OdooOps-Token header.
+    token: str | None = None
+    token_variable: str = field(default=TOKEN_VARIABLE, compare=False)
 
     def __post_init__(self) -> None:
         url = _blank_to_none(self.supabase_url)
         key = _blank_to_none(self.supabase_key)
+        token = _blank_to_none(self.token)
         object.__setattr__(self, "supabase_url", None if url is None else normalize_supabase_url(url))
-        if key is not None:
+        if token is not None:
+            check_token(token, self.token_variable)
+            if key is not None:
+                check_key_text(key, self.key_variable)
+        elif key is not None:
             check_service_key(key, self.key_variable)
         object.__setattr__(self, "supabase_key", key)
+        object.__setattr__(self, "token", token)
         object.__setattr__(self, "database_url", _blank_to_none(self.database_url))
         if not self.timeout_seconds > 0:
             raise ConfigError(f"The request timeout must be positive (got {self.timeout_seconds}).")
@@ -79,7 +100,9 @@ class ConnectionSettings:
         if dotenv_path is not None:
             sources.append(_non_empty(read_dotenv(dotenv_path)))
         url = _first_value(sources, ("SUPABASE_URL",))
-        key_variable, key = _first_named_value(sources, KEY_VARIABLES)
+        token = _first_value(sources, (TOKEN_VARIABLE,))
+        key_names = PUBLIC_KEY_VARIABLES + KEY_VARIABLES if token else KEY_VARIABLES
+        key_variable, key = _first_named_value(sources, key_names)
         database_url = _first_value(sources, ("DATABASE_URL",))
         if url is None and database_url is None:
             raise ConfigError(
@@ -87,14 +110,15 @@ class ConnectionSettings:
                 "(or set DATABASE_URL for a direct PostgreSQL connection)."
             )
         if url is not None and key is None and database_url is None:
-            raise ConfigError(_missing_key_message())
+            raise ConfigError(_missing_key_message(with_token=token is not None))
         return cls(
             supabase_url=url,
             supabase_key=key,
             database_url=database_url,
             timeout_seconds=timeout_seconds,
             max_retries=max_retries,
-            key_variable=key_variable or KEY_VARIABLES[0],
+            key_variable=key_variable or key_names[0],
+            token=token,
         )
 
     @property
@@ -108,7 +132,7 @@ class ConnectionSettings:
                 f"SUPABASE_URL is not set: export SUPABASE_URL={_URL_EXAMPLE} to use the Supabase REST API."
             )
         if self.supabase_key is None:
-            raise ConfigError(_missing_key_message())
+            raise ConfigError(_missing_key_message(with_token=self.token is not None))
         return self.supabase_url, self.supabase_key
 
     def require_database_url(self) -> str:
@@ -122,9 +146,10 @@ class ConnectionSettings:
 
     def __repr__(self) -> str:
         key = "None" if self.supabase_key is None else "'<redacted>'"
+        token = "None" if self.token is None else "'<redacted>'"
         dsn = "None" if self.database_url is None else repr(redact_dsn(self.database_url))
         return (
-            f"ConnectionSettings(supabase_url={self.supabase_url!r}, supabase_key={key}, "
+            f"ConnectionSettings(supabase_url={self.supabase_url!r}, supabase_key={key}, token={token}, "
             f"database_url={dsn}, timeout_seconds={self.timeout_seconds!r}, max_retries={self.max_retries!r})"
         )
 
@@ -161,6 +186,25 @@ def normalize_supabase_url(raw: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
+def check_token(token: str, variable: str = TOKEN_VARIABLE) -> None:
+    """Reject text that cannot be a scoped project token, without ever echoing it."""
+    body = token[len(TOKEN_PREFIX) :] if token.startswith(TOKEN_PREFIX) else None
+    if body is None or not _TOKEN_BODY.match(body):
+        raise ConfigError(
+            f"{variable} is not an OdooOps token: a token starts with {TOKEN_PREFIX} followed by letters, "
+            "digits, - and _. Copy the whole token printed by `odooops token create`."
+        )
+
+
+def check_key_text(key: str, variable: str) -> None:
+    """A key must be sendable as a header value."""
+    if not _HEADER_SAFE.match(key):
+        raise ConfigError(
+            f"{variable} contains spaces or non-ASCII characters: copy the key again from "
+            f"{_WHERE_TO_FIND_KEY}."
+        )
+
+
 def check_service_key(key: str, variable: str = KEY_VARIABLES[0]) -> None:
     """Reject keys that cannot work for the queue: malformed, publishable or ``anon`` keys."""
     if not _HEADER_SAFE.match(key):
@@ -170,8 +214,9 @@ def check_service_key(key: str, variable: str = KEY_VARIABLES[0]) -> None:
         )
     if key.startswith("sb_publishable_"):
         raise ConfigError(
-            f"{variable} holds a publishable key (sb_publishable_…), which cannot manage runs: use the "
-            f"secret key (sb_secret_…) or the service_role key from {_WHERE_TO_FIND_KEY}."
+            f"{variable} holds a publishable key (sb_publishable_…), which cannot manage runs alone: set "
+            f"{TOKEN_VARIABLE} to a scoped project token, or use the secret key (sb_secret_…) or the "
+            f"service_role key from {_WHERE_TO_FIND_KEY}."
         )
     if not looks_like_jwt(key):
         return
@@ -183,8 +228,9 @@ def check_service_key(key: str, variable: str = KEY_VARIABLES[0]) -> None:
         )
     if claims.get("role") == "anon":
         raise ConfigError(
-            f"{variable} holds the project's anon (public) key, which cannot manage runs: use the "
-            f"service_role key from {_WHERE_TO_FIND_KEY}."
+            f"{variable} holds the project's anon (public) key, which cannot manage runs alone: set "
+            f"{TOKEN_VARIABLE} to a scoped project token, or use the service_role key from "
+            f"{_WHERE_TO_FIND_KEY}."
         )
 
 
@@ -279,7 +325,13 @@ def _double_quoted(body: str) -> str:
     return "".join(chars)
 
 
-def _missing_key_message() -> str:
+def _missing_key_message(*, with_token: bool = False) -> str:
+    if with_token:
+        return (
+            f"{TOKEN_VARIABLE} is set but no key goes with it: export "
+            f"{PUBLIC_KEY_VARIABLES[0]}=<the project's publishable key> "
+            f"(or {PUBLIC_KEY_VARIABLES[1]}=<anon key>; from {_WHERE_TO_FIND_KEY})."
+        )
     return (
         f"{KEY_VARIABLES[0]} is not set: export {KEY_VARIABLES[0]}=<service_role key> "
         f"(from {_WHERE_TO_FIND_KEY}; {KEY_VARIABLES[1]} or {KEY_VARIABLES[2]} are accepted too)."

@@ -32,9 +32,12 @@ ARTIFACT_TYPES: tuple[str, ...] = ("image", "sbom", "logs", "evidence", "manifes
 
 @dataclass(frozen=True)
 class CreateRunRequest:
-    """The arguments of ``ops.create_run`` (validated by the caller and again by the database)."""
+    """The arguments of ``ops.create_run`` (validated by the caller and again by the database).
 
-    project_id: str
+    ``project_id`` None: the project of the scoped token the request is sent with.
+    """
+
+    project_id: str | None
     workflow_type: WorkflowType
     git_ref: str
     git_sha: str

@@ -2,9 +2,13 @@
 
 1. starts the local stack (a throwaway PostgreSQL with the `ops` migration and the
    PostgREST-compatible server on loopback) and registers a project with a `dev` environment;
-2. starts a real worker process (`python -m odooops_action.worker`) running the sample
-   `examples/execute_run.sh`, a pretend Odoo build;
-3. runs the Action's entry point in `create` mode with `wait: true` exactly as the GitHub runner
+   as the operator would once (docs/SECURITY.md): creates a scoped project token with
+   `odooops token create` (the repository secret) and a worker login in role `odooops_worker`
+   limited to the project;
+2. starts a real worker process (`python -m odooops_action.worker`) connected as that worker
+   login, running the sample `examples/execute_run.sh`, a pretend Odoo build;
+3. runs the Action's entry point in `create` mode with `wait: true`, with the token and the
+   project's publishable key (never the service_role key), exactly as the GitHub runner
    would (INPUT_* variables from action.yml with its defaults, GITHUB_OUTPUT / GITHUB_STEP_SUMMARY /
    GITHUB_STATE files, the workspace as working directory), showing its log as the Actions page
    would while it streams (workflow commands applied: groups, annotations, masks);
@@ -41,6 +45,7 @@ from tests.devstack import DevStack  # noqa: E402
 from tests.github.gh_runner_model import Command, RunnerModel  # noqa: E402
 
 PROJECT = "demo-shop"
+WORKER_LOGIN = "demo_worker"
 COMMIT = "5e1f0c9a8b7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f"
 STEP_TIMEOUT = 120.0
 WORKER_STOP_TIMEOUT = 20.0
@@ -71,8 +76,42 @@ def register_project(stack: DevStack) -> None:
         )
 
 
-def start_worker(stack: DevStack) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATABASE_URL": stack.database_url, "ODOOOPS_DEMO_STEP_SECONDS": "1"}
+def create_worker_login(stack: DevStack) -> str:
+    """The one-time setup of docs/SECURITY.md: a login in odooops_worker, limited to the project."""
+    with stack.cluster.connect("postgres") as conn:
+        conn.execute(f"create role {WORKER_LOGIN} login in role odooops_worker")
+        conn.execute(
+            "insert into ops.worker_scopes (role_name, project_id) values (%s, %s)", (WORKER_LOGIN, PROJECT)
+        )
+    print(f"  worker login {WORKER_LOGIN}: role odooops_worker, project {PROJECT} only", flush=True)
+    return stack.cluster.dsn(WORKER_LOGIN)
+
+
+def create_token(stack: DevStack) -> str:
+    """``odooops token create`` as the operator runs it, with the service role; the token is the
+    repository secret the workflow passes as the Action's ``token`` input."""
+    inherited = ("SUPABASE_", "DATABASE_URL", "ODOOOPS_")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(inherited)},
+        "SUPABASE_URL": stack.url,
+        "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key,
+    }
+    scope = ("--scope", "create,read,cancel", "--expires", "1d", "--note", "acme/shop CI (demo)")
+    created = subprocess.run(
+        [sys.executable, "-m", "odooops_action", "token", "create", "--project", PROJECT, *scope],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    print(f"  $ odooops token create --project {PROJECT} {' '.join(scope)}", flush=True)
+    print("  " + created.stderr.strip().replace(" Store it now", "\n  Store it now"), flush=True)
+    return created.stdout.strip()
+
+
+def start_worker(stack: DevStack, worker_dsn: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DATABASE_URL": worker_dsn, "ODOOOPS_DEMO_STEP_SECONDS": "1"}
     command = [
         sys.executable, "-m", "odooops_action.worker",
         "--command", str(REPO / "examples" / "execute_run.sh"),
@@ -251,11 +290,12 @@ def uninterruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def demo(stack: DevStack, root: Path, running: list[DemoStep]) -> int:
+def demo(stack: DevStack, root: Path, running: list[DemoStep], token: str) -> int:
     job = Workspace(root, FakeGitHub(repository="acme/shop", sha=COMMIT, job="build"))
-    connection = {"supabase_url": stack.url, "supabase_key": stack.service_role_key}
-    banner("Action step: mode create, wait true (as the GitHub runner runs it)")
-    build = {"mode": "create", "project_id": PROJECT, "workflow_type": "build", "wait": "true"}
+    # The workflow's secrets.ODOOOPS_TOKEN and vars.SUPABASE_PUBLISHABLE_KEY: no service_role key.
+    connection = {"supabase_url": stack.url, "supabase_key": stack.publishable_key, "token": token}
+    banner("Action step: mode create, wait true, with a scoped token (as the GitHub runner runs it)")
+    build = {"mode": "create", "workflow_type": "build", "wait": "true"}
     result = run_step(job, {**connection, **build}, running)
     show_outputs(result)
     banner("Job summary ($GITHUB_STEP_SUMMARY)")
@@ -263,7 +303,7 @@ def demo(stack: DevStack, root: Path, running: list[DemoStep]) -> int:
 
     banner("Queue a deploy, then cancel it with mode destroy")
     job.github.action = "queue-deploy"
-    deploy = {"mode": "create", "project_id": PROJECT, "workflow_type": "deploy"}
+    deploy = {"mode": "create", "workflow_type": "deploy"}
     queued = run_step(job, {**connection, **deploy}, running)
     job.github.action = "cancel-deploy"
     cancel = {"mode": "destroy", "run_id": queued.outputs["run_id"]}
@@ -312,8 +352,10 @@ def main() -> int:
             banner("Local stack")
             print(f"  SUPABASE_URL={stack.url}\n  DATABASE_URL={stack.database_url}", flush=True)
             register_project(stack)
-            worker = start_worker(stack)
-            code = demo(stack, root, running)
+            banner("One-time set-up by the operator: a CI token and a worker login")
+            token = create_token(stack)
+            worker = start_worker(stack, create_worker_login(stack))
+            code = demo(stack, root, running, token)
             interrupted = False
             return code
         except (KeyboardInterrupt, Interrupted) as exc:

@@ -40,7 +40,6 @@ def run_mode(ctx: ActionContext) -> int:
 
 def create(ctx: ActionContext) -> int:
     settings = ctx.settings
-    assert settings.project_id is not None
     assert settings.workflow_type is not None
     assert settings.git_ref is not None
     assert settings.commit_sha is not None

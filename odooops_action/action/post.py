@@ -31,7 +31,7 @@ def run_post(
         commands.debug("Post step: the main step left no run to cancel.")
         return 0
     try:
-        url, key = connection_from_environ(environ)
+        url, key, token = connection_from_environ(environ)
         validate_run_id(run_id, "STATE_run_id")
     except InvalidInputsError as exc:
         for problem in exc.problems:
@@ -41,7 +41,8 @@ def run_post(
         commands.error(str(exc), title="OdooOps post step")
         return 1
     commands.info(f"The main step was stopped while following run {run_id}: cancelling it.")
-    with closing(store_opener(url, key, POST_TIMEOUT_SECONDS, POST_RETRIES, "supabase_key")) as store:
+    store = store_opener(url, key, POST_TIMEOUT_SECONDS, POST_RETRIES, "supabase_key", token=token)
+    with closing(store):
         report = cancel_safely(
             store,
             run_id,

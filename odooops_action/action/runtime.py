@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from odooops_action.action.settings import ActionSettings
 from odooops_action.domain import artifact_url
@@ -31,12 +31,25 @@ REQUEST_RETRIES = 3
 ABORT_CANCEL_TIMEOUT_SECONDS = 3.0
 ABORT_CANCEL_RETRIES = 1
 
-# (url, key, request timeout, retries, where the key came from — named in an authentication error)
-StoreOpener = Callable[[str, str, float, int, str], RunStore]
+
+class StoreOpener(Protocol):
+    """(url, key, request timeout, retries, where the key came from — named in an authentication
+    error) and the scoped token, if any: a store."""
+
+    def __call__(
+        self,
+        url: str,
+        key: str,
+        timeout_seconds: float,
+        max_retries: int,
+        key_source: str,
+        *,
+        token: str | None,
+    ) -> RunStore: ...
 
 
 def open_rest_store(
-    url: str, key: str, timeout_seconds: float, max_retries: int, key_source: str
+    url: str, key: str, timeout_seconds: float, max_retries: int, key_source: str, *, token: str | None
 ) -> RunStore:
     """A ``RestStore`` for the validated URL and key (imported here: only modes that talk need it)."""
     from odooops_action.config import ConnectionSettings
@@ -48,6 +61,7 @@ def open_rest_store(
         timeout_seconds=timeout_seconds,
         max_retries=max_retries,
         key_variable=key_source,
+        token=token,
     )
     return open_store(settings, prefer="rest")
 
@@ -75,8 +89,9 @@ class ActionContext:
         """The store; unless told otherwise, ``stop`` abandons a call in flight (:class:`StoppableStore`)."""
         key = self.settings.supabase_key.get_secret_value()
         settings = self.settings
+        token = settings.token.get_secret_value() if settings.token else None
         store = self.store_opener(
-            settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source
+            settings.supabase_url, key, timeout_seconds, max_retries, settings.key_source, token=token
         )
         return cast("RunStore", StoppableStore(store, self.stop)) if interruptible else store
 

@@ -22,7 +22,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from odooops_action.config import KEY_VARIABLES, check_service_key, normalize_supabase_url
+from odooops_action.config import (
+    KEY_VARIABLES,
+    PUBLIC_KEY_VARIABLES,
+    TOKEN_VARIABLE,
+    check_key_text,
+    check_service_key,
+    check_token,
+    normalize_supabase_url,
+)
 from odooops_action.domain import EVENT_LEVELS, WorkflowType
 from odooops_action.errors import ConfigError, InputError
 from odooops_action.validation import (
@@ -45,6 +53,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "mode",
     "supabase_url",
     "supabase_key",
+    "token",
     "project_id",
     "workflow_type",
     "git_ref",
@@ -63,7 +72,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "idempotency_key",
     "metadata",
 )
-SECRET_INPUTS: tuple[str, ...] = ("supabase_key", "github_token")
+SECRET_INPUTS: tuple[str, ...] = ("supabase_key", "token", "github_token")
 TRUE_WORDS = frozenset({"true", "True", "TRUE"})
 FALSE_WORDS = frozenset({"false", "False", "FALSE"})
 LEVEL_ALIASES: dict[str, str] = {"warning": "warn"}
@@ -91,7 +100,7 @@ def read_inputs(environ: Mapping[str, str]) -> dict[str, str]:
 def secret_values(inputs: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
     """The values to mask before anything else is printed: the keys and the token, wherever they come from."""
     candidates = [inputs.get(name, "") for name in SECRET_INPUTS]
-    candidates += [environ.get(variable, "") for variable in KEY_VARIABLES]
+    candidates += [environ.get(variable, "") for variable in (*KEY_VARIABLES, TOKEN_VARIABLE)]
     return [value.strip() for value in candidates if value.strip()]
 
 
@@ -128,6 +137,7 @@ class ActionSettings:
     mode: Mode
     supabase_url: str
     supabase_key: Secret
+    token: Secret | None = None
     project_id: str | None = None
     workflow_type: WorkflowType | None = None
     git_ref: str | None = None
@@ -161,13 +171,13 @@ class ActionSettings:
         return _Reader(read_inputs(environ), environ).settings()
 
 
-def connection_from_environ(environ: Mapping[str, str]) -> tuple[str, str]:
-    """Only the validated URL and key (the post step needs nothing else)."""
+def connection_from_environ(environ: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """Only the validated URL, key and token (the post step needs nothing else)."""
     reader = _Reader(read_inputs(environ), environ)
     url, key = reader.connection()
     if reader.problems or url is None or key is None:
         raise InvalidInputsError(reader.problems)
-    return url, key
+    return url, key, reader.token
 
 
 class _Reader:
@@ -178,6 +188,8 @@ class _Reader:
         self._environ = environ
         self.problems: list[str] = []
         self.key_source = label("supabase_key")
+        self.token: str | None = None
+        self.token_given = False  # even an invalid one: the key is then the public one
 
     def raw(self, name: str) -> str:
         return self._inputs.get(name, "").strip()
@@ -232,14 +244,21 @@ class _Reader:
         if self.problems:
             raise InvalidInputsError(self.problems)
         values["supabase_key"] = Secret(values["supabase_key"])
+        values["token"] = Secret(self.token) if self.token else None
         values["key_source"] = self.key_source
         return ActionSettings(**values)
 
     def _create_inputs(self) -> dict[str, Any]:
-        return {
-            "project_id": self.required(
+        # A token is bound to one project: without project_id, the run is queued in the token's.
+        project_id = (
+            self.optional("project_id", validate_project_id)
+            if self.token_given
+            else self.required(
                 "project_id", "create", "pass the project registered in ops.projects", validate_project_id
-            ),
+            )
+        )
+        return {
+            "project_id": project_id,
             "workflow_type": self.required(
                 "workflow_type", "create", "pass build, deploy or test", validate_workflow_type
             ),
@@ -252,7 +271,22 @@ class _Reader:
         }
 
     def connection(self) -> tuple[str | None, str | None]:
+        self.token = self._token()
         return self._url(), self._key()
+
+    def _token(self) -> str | None:
+        token_name, token = label("token"), self.raw("token")
+        if not token:
+            token_name, token = TOKEN_VARIABLE, self._environ.get(TOKEN_VARIABLE, "").strip()
+        if not token:
+            return None
+        self.token_given = True
+        try:
+            check_token(token, token_name)
+        except ConfigError as exc:
+            self.problems.append(str(exc))
+            return None
+        return token
 
     def _url(self) -> str | None:
         url = self.raw("supabase_url") or self._environ.get("SUPABASE_URL", "").strip()
@@ -272,15 +306,24 @@ class _Reader:
     def _key(self) -> str | None:
         key_name, key = label("supabase_key"), self.raw("supabase_key")
         if not key:
-            key_name, key = _first_env_key(self._environ)
+            key_name, key = _first_env_key(self._environ, with_token=self.token_given)
         if not key:
             self.problems.append(
                 f"{label('supabase_key')} is required: pass supabase_key: "
-                "${{ secrets.SUPABASE_SERVICE_ROLE_KEY }} (the service_role or sb_secret_ key)."
+                "${{ vars.SUPABASE_PUBLISHABLE_KEY }} (the project's publishable or anon key) with "
+                "token: ${{ secrets.ODOOOPS_TOKEN }}, or "
+                "supabase_key: ${{ secrets.SUPABASE_SERVICE_ROLE_KEY }} alone."
+                if self.token_given
+                else f"{label('supabase_key')} is required: pass supabase_key: "
+                "${{ secrets.SUPABASE_SERVICE_ROLE_KEY }} (the service_role or sb_secret_ key), or a "
+                "scoped token (token input) with the project's publishable key."
             )
             return None
         try:
-            check_service_key(key, key_name)
+            if self.token_given:
+                check_key_text(key, key_name)
+            else:
+                check_service_key(key, key_name)
         except ConfigError as exc:
             self.problems.append(str(exc))
             return None
@@ -288,8 +331,8 @@ class _Reader:
         return key
 
 
-def _first_env_key(environ: Mapping[str, str]) -> tuple[str, str]:
-    for variable in KEY_VARIABLES:
+def _first_env_key(environ: Mapping[str, str], *, with_token: bool = False) -> tuple[str, str]:
+    for variable in (*PUBLIC_KEY_VARIABLES, *KEY_VARIABLES) if with_token else KEY_VARIABLES:
         value = environ.get(variable, "").strip()
         if value:
             return variable, value

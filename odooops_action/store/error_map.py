@@ -76,6 +76,11 @@ class Refusal:
 Mapper = Callable[[Refusal, Remedies], OdooOpsError]
 
 
+def _token_refused(r: Refusal, _: Remedies) -> OdooOpsError:
+    """A token-checked operation refused the caller (docs/SECURITY.md): its message names cause and fix."""
+    return AuthError(r.message or f"ops.{r.function} was refused ({r.where}).", hint=r.hint)
+
+
 def not_found(r: Refusal, _: Remedies) -> OdooOpsError:
     return RunNotFoundError(r.message or f"ops.{r.function}: not found ({r.where}).", hint=r.hint)
 
@@ -156,6 +161,8 @@ def refused_key(r: Refusal, remedies: Remedies) -> OdooOpsError:
 # The one table. Codes not listed fall back to their class (CLASS_MAP), then to the transport's
 # generic error.
 CODE_MAP: dict[str, Mapper] = {
+    "PT401": _token_refused,  # no, unknown, expired or revoked token
+    "PT403": _token_refused,  # not in the token's (or the worker role's) scope
     "PT404": not_found,
     "PT409": _conflict,
     "PT412": _stale,

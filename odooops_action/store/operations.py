@@ -126,6 +126,16 @@ OPERATIONS: dict[str, Operation] = {
             "Run",
             "a repeat finds nothing left to recover (its list can miss runs the lost call recovered)",
         ),
+        # Token management, operators only (service role or owner; docs/SECURITY.md): odooops token.
+        _op(
+            "create_api_token",
+            "create_api_token",
+            "value",
+            "json",
+            "none: a repeat after a lost answer creates another token (the lost one is never shown)",
+        ),
+        _op("list_api_tokens", "list_api_tokens", "value", "json", "read-only"),
+        _op("revoke_api_token", "revoke_api_token", "value", "json", "a revoked token stays revoked"),
         # The operator commands (odooops list | status | retry | workers | doctor | selftest) and
         # the worker registry: supabase/migrations/20261202020000_operator_commands.sql. Called
         # with call_operation; odooops_action.operator.views parses their answers.

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from odooops_action import __version__
-from odooops_action.config import ConnectionSettings, looks_like_jwt
+from odooops_action.config import TOKEN_HEADER, ConnectionSettings, looks_like_jwt
 from odooops_action.errors import ApiError, OdooOpsError
 from odooops_action.store.error_map import (
     SCHEMA,
@@ -87,6 +87,7 @@ class RestStore(OperationStore):
         self._place = f"Supabase at {self._host}"
         self._unavailable_hint = "Retry later, or check the project's status in the Supabase dashboard."
         self._key = key
+        self._token = settings.token
         self._key_variable = settings.key_variable
         self._remedies = Remedies(
             role="The API key's role",
@@ -98,7 +99,7 @@ class RestStore(OperationStore):
         self._policy = retry_policy or RetryPolicy.with_retries(settings.max_retries, sleep=sleep)
         self._client = httpx.Client(
             base_url=f"{base_url}/rest/v1/",
-            headers=_headers(key),
+            headers=_headers(key, settings.token),
             timeout=httpx.Timeout(settings.timeout_seconds),
             # httpx drops an idle connection after 5 s by default: a poll every 5 s would then pay a
             # new TCP (and TLS) handshake each time. A pooled connection the server closed meanwhile
@@ -195,11 +196,14 @@ class RestStore(OperationStore):
         """Server-provided text, shortened and with the key masked should it ever be echoed."""
         if not text:
             return ""
-        cleaned = text.replace(self._key, "<redacted>").strip()
+        cleaned = text.replace(self._key, "<redacted>")
+        if self._token:
+            cleaned = cleaned.replace(self._token, "<redacted>")
+        cleaned = cleaned.strip()
         return cleaned if len(cleaned) <= _MAX_SERVER_TEXT else cleaned[:_MAX_SERVER_TEXT] + "…"
 
 
-def _headers(key: str) -> dict[str, str]:
+def _headers(key: str, token: str | None = None) -> dict[str, str]:
     headers = {
         "apikey": key,
         "Accept-Profile": SCHEMA,
@@ -211,6 +215,9 @@ def _headers(key: str) -> dict[str, str]:
     # New-style keys (sb_secret_…) are not JWTs; PostgREST rejects them as a Bearer token (PGRST301).
     if looks_like_jwt(key):
         headers["Authorization"] = f"Bearer {key}"
+    # A header, never the body or the URL: it stays out of request logs that keep URLs.
+    if token:
+        headers[TOKEN_HEADER] = token
     return headers
 
 

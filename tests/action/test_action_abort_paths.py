@@ -80,7 +80,7 @@ def follow_and_abort(env: dict[str, str], commands: WorkflowCommands, store: End
         FileCommands(env),
         GitHubContext.from_env(env),
         stop,
-        store_opener=lambda *_: store,  # type: ignore[arg-type,return-value]
+        store_opener=lambda *_, **__: store,  # type: ignore[arg-type,return-value]
     )
     threading.Timer(0.3, stop.set).start()
     return follow.follow_run(ctx, store, RUN_ID)  # type: ignore[arg-type]
@@ -166,7 +166,7 @@ def test_stop_abandons_a_poll_in_flight(step: tuple[dict[str, str], WorkflowComm
         FileCommands(env),
         GitHubContext.from_env(env),
         stop,
-        store_opener=lambda *_: store,  # type: ignore[arg-type,return-value]
+        store_opener=lambda *_, **__: store,  # type: ignore[arg-type,return-value]
     )
     stopper = threading.Thread(target=lambda: (store.stuck.wait(10), stop.set()))
     stopper.start()

@@ -97,6 +97,8 @@ CREATE FUNCTION conformance.whoami() RETURNS jsonb LANGUAGE sql STABLE AS $$
     'claims', current_setting('request.jwt.claims', true)::jsonb,
     'method', current_setting('request.method', true),
     'read_only', current_setting('transaction_read_only'),
+    'headers', current_setting('request.headers', true)::jsonb,
+    'set_role', current_setting('role'),
     'statement_timeout', current_setting('statement_timeout'))
 $$;
 CREATE FUNCTION conformance.echo(jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT $1 $$;

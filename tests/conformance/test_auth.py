@@ -138,3 +138,17 @@ def test_rls_without_policy_hides_rows_from_anon(bare: httpx.Client, devstack: D
 
 def test_service_role_bypasses_rls(api: httpx.Client) -> None:
     assert len(api.get("/projects").json()) == 3
+
+
+def test_request_headers_reach_sql_as_json_with_lower_cased_names(
+    bare: httpx.Client, devstack: DevStack
+) -> None:
+    """PostgREST hands every request header to SQL as ``request.headers`` (JSON, names
+    lower-cased) and switches role with SET ROLE: what the token-checked functions rely on."""
+    response = whoami(bare, {"apikey": devstack.publishable_key, "X-OdooOps-Token": "odooops_pat_Abc-123"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["headers"]["x-odooops-token"] == "odooops_pat_Abc-123"
+    assert body["headers"]["apikey"] == devstack.publishable_key
+    assert all(name == name.lower() for name in body["headers"])
+    assert (body["role"], body["set_role"]) == ("anon", "anon")

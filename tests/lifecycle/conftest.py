@@ -8,24 +8,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from odooops_action.store.base import RunStore
 from odooops_action.store.pg import PgStore
 from tests.devstack import DevStack
-from tests.lifecycle.helpers import BACKENDS, Backend, rest_store, unique_id
+from tests.lifecycle.helpers import BACKENDS, Backend, unique_id
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, devstack: DevStack) -> Iterator[Backend]:
-    if request.param == "rest":
-        store: RunStore = rest_store(devstack.url, devstack.service_role_key)
-        env = {"SUPABASE_URL": devstack.url, "SUPABASE_SERVICE_ROLE_KEY": devstack.service_role_key}
-    else:
-        store = PgStore(devstack.database_url)
-        env = {"DATABASE_URL": devstack.database_url}
+def backend(request: pytest.FixtureRequest, devstack: DevStack, project_id: str) -> Iterator[Backend]:
+    """The queue through REST (service role), PostgreSQL, or REST with a scoped token of ``project_id``."""
+    chosen = Backend(request.param, devstack, project_id)
     try:
-        yield Backend(request.param, store, env, devstack)
+        yield chosen
     finally:
-        store.close()
+        chosen.close()
 
 
 @pytest.fixture

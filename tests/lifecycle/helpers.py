@@ -17,6 +17,7 @@ import psycopg
 from odooops_action.config import ConnectionSettings
 from odooops_action.models import ClaimFilter, CreateRunRequest, NewEvent, Run
 from odooops_action.store.base import RunStore
+from odooops_action.store.pg import PgStore
 from odooops_action.store.rest import RestStore
 from tests.devstack import DevStack
 
@@ -30,7 +31,10 @@ CONNECTION_VARIABLES = (
     "DATABASE_URL",
 )
 RUN_ID_PATTERN = r"^run-\d{8}-\d{6}-[0-9a-f]{7}(-[1-9]\d{0,3})?$"
-BACKENDS = ("rest", "postgres")
+# "token": REST as anon (the publishable key) with a scoped token of the test's project that may
+# create, read, cancel and work, as CI and a REST worker would together.
+BACKENDS = ("rest", "postgres", "token")
+TOKEN_SCOPES = ("create", "read", "cancel", "work")
 
 
 def new_sha() -> str:
@@ -89,14 +93,83 @@ def run_cli(connection: Mapping[str, str], *args: str, cwd: Path, timeout: float
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
-@dataclass
-class Backend:
-    """One way to reach the queue: its store, the CLI's environment and how projects are set up."""
+def mint_token(
+    database_url: str, project_id: str, scopes: tuple[str, ...] = TOKEN_SCOPES, **limits: Any
+) -> str:
+    """A scoped token of ``project_id``, created by the owner (``ops.create_api_token``)."""
+    arguments = {"env_ids": None, "workflow_types": None, "expires_at": None, "note": "test", **limits}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT ops.create_api_token(%(project)s, %(scopes)s, %(env_ids)s, %(workflow_types)s,"
+            " %(expires_at)s, %(note)s)",
+            {"project": project_id, "scopes": list(scopes), **arguments},
+        ).fetchone()
+    assert row is not None
+    return str(row[0]["token"])
 
-    name: str
-    store: RunStore
-    cli_env: dict[str, str]
-    stack: DevStack
+
+def token_store(url: str, public_key: str, token: str) -> RestStore:
+    return RestStore(ConnectionSettings(supabase_url=url, supabase_key=public_key, token=token))
+
+
+class Backend:
+    """One way to reach the queue: its store, the CLI's environment and how projects are set up.
+
+    With ``token`` the store and the CLI are made at first use, with a token minted for
+    ``project_id`` (registered then if the test has not registered it itself).
+    """
+
+    def __init__(self, name: str, stack: DevStack, project_id: str) -> None:
+        self.name = name
+        self.stack = stack
+        self.project_id = project_id
+        self._store: RunStore | None = None
+        self._cli_env: dict[str, str] | None = None
+
+    @property
+    def store(self) -> RunStore:
+        if self._store is None:
+            if self.name == "rest":
+                self._store = rest_store(self.stack.url, self.stack.service_role_key)
+            elif self.name == "postgres":
+                self._store = PgStore(self.stack.database_url)
+            else:
+                self._store = token_store(self.stack.url, self.stack.publishable_key, self._token())
+        return self._store
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        if self._cli_env is None:
+            if self.name == "rest":
+                self._cli_env = {
+                    "SUPABASE_URL": self.stack.url,
+                    "SUPABASE_SERVICE_ROLE_KEY": self.stack.service_role_key,
+                }
+            elif self.name == "postgres":
+                self._cli_env = {"DATABASE_URL": self.stack.database_url}
+            else:
+                self._cli_env = {
+                    "SUPABASE_URL": self.stack.url,
+                    "SUPABASE_PUBLISHABLE_KEY": self.stack.publishable_key,
+                    "ODOOOPS_TOKEN": self._token(),
+                }
+        return self._cli_env
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    _minted: str | None = None
+
+    def _token(self) -> str:
+        if self._minted is None:
+            with psycopg.connect(self.stack.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO ops.projects (project_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (self.project_id, f"Lifecycle {self.project_id}"),
+                )
+            self._minted = mint_token(self.stack.database_url, self.project_id)
+        return self._minted
 
     def create_project(self, project_id: str) -> None:
         if self.name == "rest":

@@ -162,7 +162,11 @@ def test_creating_for_an_unknown_project(backend: Backend, tmp_path: Path) -> No
     project = unique_id("nowhere")
     result = run_cli(backend.cli_env, "create", project, "build", "main", new_sha(), cwd=tmp_path)
     assert (result.returncode, result.stdout) == (1, "")
-    assert only_error(result).startswith(f"error: project {project} not found in ops.projects")
+    if backend.name == "token":  # a token is bound to its own project, and says so
+        assert only_error(result).startswith("error: OdooOps token tok-")
+        assert f"is for project {backend.project_id}, not {project}." in only_error(result)
+    else:
+        assert only_error(result).startswith(f"error: project {project} not found in ops.projects")
 
 
 def test_idempotent_create_prints_the_existing_run(backend: Backend, project: str, tmp_path: Path) -> None:

@@ -98,12 +98,21 @@ def execute_as(db: psycopg.Connection[Any], role: str, statement: str) -> None:
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
-@pytest.mark.parametrize("statement", ["SELECT count(*) FROM ops.runs", "SELECT ops.poll_run('{run_id}')"])
 def test_database_roles_without_grants_see_nothing(
-    role: str, statement: str, db: psycopg.Connection[Any], active_run: Run
+    role: str, db: psycopg.Connection[Any], active_run: Run
 ) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        execute_as(db, role, statement.format(run_id=active_run.run_id))
+        execute_as(db, role, "SELECT count(*) FROM ops.runs")
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_database_roles_without_a_token_are_refused_by_the_operations(
+    role: str, db: psycopg.Connection[Any], active_run: Run
+) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        execute_as(db, role, f"SELECT ops.poll_run('{active_run.run_id}')")
+    assert refused.value.sqlstate == "PT401"
+    assert "no OdooOps token" in str(refused.value)
 
 
 @pytest.mark.parametrize("kind", SERVICE_KEYS)
