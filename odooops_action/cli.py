@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from odooops_action.domain import artifact_url
-from odooops_action.errors import InputError, OdooOpsError, RunNotFoundError, TransientError
+from odooops_action.errors import (
+    InputError,
+    OdooOpsError,
+    RunNotFoundError,
+    StoppedBySignal,
+    TransientError,
+)
 from odooops_action.validation import (
     parse_poll_interval,
     parse_positive_seconds,
@@ -84,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(error)
         return error.exit_code
     except KeyboardInterrupt:
-        _print_error(OdooOpsError("interrupted."))
-        return 128 + signal.SIGINT
+        stopped = StoppedBySignal("interrupted.")
+        _print_error(stopped)
+        return stopped.exit_code
     except SystemExit as exiting:  # --help
         return exiting.code if isinstance(exiting.code, int) else 0
 
@@ -197,23 +204,20 @@ def _interrupted_create(request: CreateRunRequest, sent: bool, created: CreatedR
     """Ctrl-C during ``create``: say whether the run is queued, and how to find it when unsure."""
     if created is not None:
         run_id = created.run.run_id
-        error = OdooOpsError(
+        return StoppedBySignal(
             f"interrupted, but run {run_id} is queued.",
             hint=f"Wait for it with `odooops wait {run_id}`, or cancel it with `odooops destroy {run_id}`.",
         )
-    elif not sent:
-        error = OdooOpsError("interrupted before the request was sent: no run was queued.")
-    else:
-        error = OdooOpsError(
-            "interrupted while queuing the run: it may or may not have been queued.",
-            hint=(
-                "To find out without queuing a second run, repeat the command with the same "
-                f"--idempotency-key {request.idempotency_key!r}: it prints the run's id, queuing it "
-                "only if it was not queued."
-            ),
-        )
-    error.exit_code = 128 + signal.SIGINT
-    return error
+    if not sent:
+        return StoppedBySignal("interrupted before the request was sent: no run was queued.")
+    return StoppedBySignal(
+        "interrupted while queuing the run: it may or may not have been queued.",
+        hint=(
+            "To find out without queuing a second run, repeat the command with the same "
+            f"--idempotency-key {request.idempotency_key!r}: it prints the run's id, queuing it "
+            "only if it was not queued."
+        ),
+    )
 
 
 def _wait(options: argparse.Namespace) -> int:
@@ -297,12 +301,11 @@ def _report_wait(run_id: str, timeout: float, result: WaitResult, received: sign
         raise OdooOpsError(f"run {run_id} was cancelled{reason}{_at(run)}.")
     if result.outcome == "interrupted":
         signal_name = received.name if received is not None else "a stop request"
-        interrupted = OdooOpsError(
+        raise StoppedBySignal(
             f"interrupted by {signal_name} while waiting for run {run_id} (status {run.status}).",
+            signal_number=received,
             hint=f"The run goes on; cancel it with `odooops destroy {run_id}`.",
         )
-        interrupted.exit_code = 128 + (received if received is not None else signal.SIGINT)
-        raise interrupted
     last_error = f" The last poll failed: {result.last_error}" if result.last_error is not None else ""
     raise OdooOpsError(
         f"timed out after {timeout:.15g}s waiting for run {run_id} (last status: {run.status}).{last_error}",
@@ -316,12 +319,11 @@ def _never_answered(
     """The wait ended before any poll got an answer: the run's state is unknown, not "not found"."""
     if result.outcome == "interrupted":
         signal_name = received.name if received is not None else "a stop request"
-        error = OdooOpsError(
+        return StoppedBySignal(
             f"interrupted by {signal_name} before any poll of run {run_id} was answered.",
+            signal_number=received,
             hint=f"The run's state is unknown; see it with `odooops wait {run_id}`.",
         )
-        error.exit_code = 128 + (received if received is not None else signal.SIGINT)
-        return error
     last = f" The last poll failed: {result.last_error.message}" if result.last_error is not None else ""
     return TransientError(
         f"could not reach the server: no poll of run {run_id} was answered in {timeout:.15g}s, so its "

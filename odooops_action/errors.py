@@ -20,6 +20,18 @@ def _sentence(text: str) -> str:
     return stripped if stripped.endswith((".", "!", "?", ":")) else f"{stripped}."
 
 
+class StoppedBySignal(OdooOpsError):
+    """The command was stopped by a signal: exit code 128 + its number, as a shell reports it
+    (SIGINT when the signal is not known)."""
+
+    def __init__(self, message: str, *, signal_number: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = 128 + (signal_number if signal_number is not None else _SIGINT)
+
+
+_SIGINT = 2
+
+
 class InputError(OdooOpsError):
     """A user-supplied argument or input is invalid; raised before any side effect."""
 

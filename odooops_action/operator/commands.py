@@ -348,7 +348,7 @@ def _pages(store: RunStore, run_id: str, after: int) -> Iterator[Sequence[RunEve
 
 
 def _follow(store: RunStore, run_id: str, after: int, show: Callable[[Sequence[RunEvent]], None]) -> int:
-    from odooops_action.errors import OdooOpsError, RunNotFoundError
+    from odooops_action.errors import RunNotFoundError, StoppedBySignal
     from odooops_action.push import change_feed_for
     from odooops_action.waiting import PollSchedule, run_interruptibly, wait_for_run
 
@@ -375,9 +375,7 @@ def _follow(store: RunStore, run_id: str, after: int, show: Callable[[Sequence[R
     if result.outcome == "not_found":
         raise RunNotFoundError(f"run {run_id} not found.", hint="List the runs with `odooops list`.")
     if result.outcome == "interrupted":
-        stopped = OdooOpsError(f"stopped following run {run_id}; the run goes on.")
-        stopped.exit_code = 128 + (received if received is not None else 2)
-        raise stopped
+        raise StoppedBySignal(f"stopped following run {run_id}; the run goes on.", signal_number=received)
     return 0 if result.outcome == "success" else 1
 
 
